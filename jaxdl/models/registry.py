@@ -40,6 +40,10 @@ class ModelInfo:
       params_reference: where ``num_params`` comes from ("torchvision", "paper Table 1" ...).
       params_exact: True if the count must match exactly; False means within 1%.
       description: one line for listings.
+      smoke_input_shape: small ``(H, W, C)`` the test-suite runs forward + gradient at
+        (the smallest size the architecture accepts); ``None`` = ``input_shape``.
+      smoke_overrides: options the smoke test passes to keep it cheap on CPU (e.g. a tiny
+        ``width_multiplier``); the parameter-count check always uses the defaults.
     """
 
     name: str
@@ -52,6 +56,8 @@ class ModelInfo:
     params_reference: str = ""
     params_exact: bool = True
     description: str = ""
+    smoke_input_shape: tuple[int, int, int] | None = None
+    smoke_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -69,6 +75,8 @@ def register(
     params_reference: str = "",
     params_exact: bool = True,
     description: str = "",
+    smoke_input_shape: tuple[int, int, int] | None = None,
+    smoke_overrides: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Register ``builder`` under ``name``; re-registering a name is an error."""
     if name in _REGISTRY:
@@ -86,6 +94,8 @@ def register(
         params_reference=params_reference,
         params_exact=params_exact,
         description=description,
+        smoke_input_shape=None if smoke_input_shape is None else tuple(int(d) for d in smoke_input_shape),
+        smoke_overrides=tuple(sorted((smoke_overrides or {}).items())),
     )
     _REGISTRY[name] = entry
     return entry
