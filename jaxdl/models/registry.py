@@ -43,7 +43,11 @@ class ModelInfo:
       smoke_input_shape: small ``(H, W, C)`` the test-suite runs forward + gradient at
         (the smallest size the architecture accepts); ``None`` = ``input_shape``.
       smoke_overrides: options the smoke test passes to keep it cheap on CPU (e.g. a tiny
-        ``width_multiplier``); the parameter-count check always uses the defaults.
+        ``width_multiplier``); the parameter-count check uses the defaults plus ``count_overrides``.
+      count_overrides: options under which ``num_params`` was published (e.g. GoogLeNet's
+        torchvision count is without the auxiliary heads: ``{"aux_logits": False}``).
+      fixed_input: False for models that accept any input size (perceptron, MLP); the runner
+        then feeds the data set's own size instead of resizing to ``input_shape``.
     """
 
     name: str
@@ -58,6 +62,8 @@ class ModelInfo:
     description: str = ""
     smoke_input_shape: tuple[int, int, int] | None = None
     smoke_overrides: tuple[tuple[str, Any], ...] = ()
+    count_overrides: tuple[tuple[str, Any], ...] = ()
+    fixed_input: bool = True
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -77,6 +83,8 @@ def register(
     description: str = "",
     smoke_input_shape: tuple[int, int, int] | None = None,
     smoke_overrides: dict[str, Any] | None = None,
+    count_overrides: dict[str, Any] | None = None,
+    fixed_input: bool = True,
 ) -> ModelInfo:
     """Register ``builder`` under ``name``; re-registering a name is an error."""
     if name in _REGISTRY:
@@ -96,6 +104,8 @@ def register(
         description=description,
         smoke_input_shape=None if smoke_input_shape is None else tuple(int(d) for d in smoke_input_shape),
         smoke_overrides=tuple(sorted((smoke_overrides or {}).items())),
+        count_overrides=tuple(sorted((count_overrides or {}).items())),
+        fixed_input=bool(fixed_input),
     )
     _REGISTRY[name] = entry
     return entry
