@@ -1,0 +1,309 @@
+"""The ``jaxdl`` command line.
+
+    jaxdl train --model lenet5 --dataset digits --epochs 30 --out runs/lenet5
+    jaxdl train --resume runs/lenet5 [--epochs 40]
+    jaxdl models [--family resnet]        registered models with parameter counts
+    jaxdl summary MODEL                   per-layer table (shapes, params)
+    jaxdl datasets                        known data sets
+    jaxdl download DATASET [--dest DIR]   fetch a data set (needs internet)
+
+Bad input (unknown names, bad values, missing or corrupt data) prints one line starting with
+``jaxdl: error:`` and exits with code 2, without a traceback (``--debug`` shows it).
+A training failure (a non-finite loss) exits with code 1; earlier checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+USAGE_ERROR, TRAINING_ERROR = 2, 1
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (no usage dump) and exits with 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _nonneg_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _key_values(text: str) -> dict[str, Any]:
+    """Parse ``a=1,b=relu,c=[1,2]`` into a dict (values read as JSON where possible)."""
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    for item in _split_top_level(text):
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p for p in parts if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="jaxdl", description="The classic deep-learning canon in JAX.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model on a data set", description="Train a model.")
+    t.add_argument("--model", default=None, help="registered model name (default lenet5; see `jaxdl models`)")
+    t.add_argument("--dataset", default=None, help="digits, fashion_mnist, mnist, cifar10, cifar100, "
+                   "folder:PATH, zip:PATH or csv:PATH (default digits)")
+    t.add_argument("--data-dir", default=None, help="folder searched first for data set files")
+    t.add_argument("--epochs", type=_positive_int, default=None)
+    t.add_argument("--batch-size", type=_positive_int, default=None)
+    t.add_argument("--optimizer", default=None, help="sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw")
+    t.add_argument("--learning-rate", "--lr", type=_positive_float, default=None)
+    t.add_argument("--momentum", type=_nonneg_float, default=None)
+    t.add_argument("--weight-decay", type=_nonneg_float, default=None)
+    t.add_argument("--clip-norm", type=_positive_float, default=None, help="clip gradients to this global norm")
+    t.add_argument("--accumulate-steps", type=_positive_int, default=None, help="gradient accumulation")
+    t.add_argument("--schedule", default=None, help="constant, step, multistep, exponential, inverse_time, cosine, "
+                   "cyclical, plateau")
+    t.add_argument("--schedule-options", type=_key_values, default=None, metavar="K=V,...",
+                   help="e.g. every_epochs=10,factor=0.1 or warmup_epochs=2")
+    t.add_argument("--loss", default=None, help="cross_entropy, bce, mse, hinge")
+    t.add_argument("--label-smoothing", type=_nonneg_float, default=None)
+    t.add_argument("--augment", default=None, help="comma-separated: crop, flip, erase")
+    t.add_argument("--model-options", type=_key_values, default=None, metavar="K=V,...",
+                   help="e.g. hidden_sizes=[256,128,64],activation=relu,dropout_rate=0.2")
+    t.add_argument("--val-fraction", type=_nonneg_float, default=None)
+    t.add_argument("--train-limit", type=_positive_int, default=None, help="use a fixed random subset")
+    t.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--keep-checkpoints", type=_positive_int, default=None)
+    t.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--progress", action="store_true", help="progress bar even when not on a terminal")
+
+    m = sub.add_parser("models", help="list registered models with parameter counts")
+    m.add_argument("--family", default=None)
+    m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
+
+    s = sub.add_parser("summary", help="per-layer table of a model")
+    s.add_argument("model")
+    s.add_argument("--num-classes", type=int, default=None)
+    s.add_argument("--input-size", type=_positive_int, default=None, help="square input size (default: model's)")
+
+    sub.add_parser("datasets", help="list data sets")
+
+    d = sub.add_parser("download", help="download a data set (needs internet; checksums verified)")
+    d.add_argument("dataset")
+    d.add_argument("--dest", default=None, help="destination folder (default ~/.cache/jaxdl)")
+    d.add_argument("--force", action="store_true")
+    return parser
+
+
+_TRAIN_FLAGS = {  # CLI flag attribute -> TrainConfig field
+    "model": "model", "dataset": "dataset", "data_dir": "data_dir", "epochs": "epochs",
+    "batch_size": "batch_size", "optimizer": "optimizer", "learning_rate": "learning_rate",
+    "schedule": "schedule", "loss": "loss", "label_smoothing": "label_smoothing", "val_fraction": "val_fraction",
+    "train_limit": "train_limit", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
+    "keep_checkpoints": "keep_checkpoints", "model_options": "model_options",
+    "schedule_options": "schedule_options",
+}
+
+
+def _train_config(args: argparse.Namespace):
+    from jaxdl.train import TrainConfig
+
+    fields: dict[str, Any] = {}
+    for flag, field in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            fields[field] = value
+    optimizer_options = {k: getattr(args, k) for k in ("momentum", "weight_decay", "clip_norm", "accumulate_steps")
+                         if getattr(args, k) is not None}
+    if optimizer_options:
+        fields["optimizer_options"] = optimizer_options
+    if args.augment is not None:
+        fields["augment"] = tuple(a.strip() for a in args.augment.split(",") if a.strip())
+    return TrainConfig(**fields)
+
+
+def _validate_names(config) -> None:
+    """Check registry names before any data is loaded, so a typo fails in milliseconds."""
+    from jaxdl import data, models, optim
+    from jaxdl.errors import ConfigError
+    from jaxdl.train import available_losses
+
+    models.info(config.model)
+    if config.optimizer not in optim.available_optimizers():
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose one of: "
+                          f"{', '.join(optim.available_optimizers())}")
+    if config.schedule not in optim.available_schedules():
+        raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of: "
+                          f"{', '.join(optim.available_schedules())}")
+    if config.loss not in available_losses():
+        raise ConfigError(f"unknown loss {config.loss!r}; choose one of: {', '.join(available_losses())}")
+    if ":" not in config.dataset and config.dataset not in data.available():
+        raise ConfigError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(data.available())}, "
+                          f"or folder:PATH, zip:PATH, csv:PATH")
+    if config.augment:
+        data.make_augment(config.augment)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from jaxdl.train import fit
+
+    progress = True if args.progress else (False if args.no_progress else None)
+    if args.resume:
+        given = [f for f in _TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
+        if given or args.out:
+            raise _usage(f"--resume continues a run with its saved config; only --epochs may be given with it "
+                         f"(got --{given[0].replace('_', '-') if given else 'out'})")
+        from jaxdl.train import TrainConfig
+        import json as _json
+
+        config_path = os.path.join(args.resume, "config.json")
+        epochs = args.epochs
+        if epochs is None and os.path.isfile(config_path):
+            epochs = _json.load(open(config_path)).get("epochs")
+        config = TrainConfig(epochs=epochs or 1)
+        fit(config, args.resume, resume=True, progress=progress)
+        return 0
+    config = _train_config(args)
+    _validate_names(config)
+    out = args.out or os.path.join("runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
+    fit(config, out, overwrite=args.overwrite, progress=progress)
+    return 0
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from jaxdl import models
+
+    names = models.available(args.family)
+    if args.family and not names:
+        from jaxdl.errors import ConfigError
+
+        raise ConfigError(f"unknown family {args.family!r}; choose one of: {', '.join(models.families())}")
+    print(f"{'name':28s} {'family':14s} {'input':>13s} {'classes':>7s} {'params':>14s}  paper")
+    for name in names:
+        entry = models.info(name)
+        count = "-" if args.no_count else f"{models.count_params(name):,}"
+        shape = "x".join(map(str, entry.input_shape))
+        print(f"{name:28s} {entry.family:14s} {shape:>13s} {entry.num_classes:>7d} {count:>14s}  {entry.paper}")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from jaxdl import models
+
+    entry = models.info(args.model)
+    shape = entry.input_shape if args.input_size is None else (args.input_size, args.input_size, entry.input_shape[2])
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    print(f"{args.model}: {entry.paper}")
+    print(models.layer_table(args.model, input_shape=shape, **kwargs))
+    total = models.count_params(args.model, **kwargs)
+    print(f"total trainable parameters: {total:,}"
+          + (f" (published: {entry.num_params:,}, {entry.params_reference})" if entry.num_params else ""))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from jaxdl import data
+
+    for name in data.available():
+        print(f"{name:16s} {data.info(name).description if hasattr(data.info(name), 'description') else ''}")
+    print("also: folder:PATH (one subfolder per class), zip:PATH, csv:PATH")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from jaxdl import data
+
+    path = data.download(args.dataset, args.dest, force=args.force)
+    print(f"{args.dataset} is in {path}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
+            "download": _cmd_download}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from jaxdl.errors import JaxdlError, TrainingError
+
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingError as err:
+        if args.debug:
+            raise
+        print(f"jaxdl: error: {err}", file=sys.stderr)
+        return TRAINING_ERROR
+    except (JaxdlError, ValueError, FileNotFoundError, _UsageError) as err:
+        if args.debug:
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"jaxdl: error: {message}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("jaxdl: interrupted; checkpoints of finished epochs are kept (continue with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Checkpoints of a run through orbax: the last N epochs plus the best one.
+
+Layout under ``RUN_DIR/checkpoints``: ``last/<epoch>/`` (orbax keeps ``keep`` of them) and
+``best/<epoch>/`` (only the best by test accuracy). Each holds the state pytree and a JSON
+``meta`` item (epoch, metrics history, the config), written atomically by orbax: a process
+killed mid-save leaves the previous checkpoints intact and no half-written one is restored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxdl.errors import ResumeError
+from jaxdl.train.state import TrainState
+
+__all__ = ["RunCheckpoints"]
+
+
+def _manager(directory: Path, keep: int) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory, options=options)
+
+
+class RunCheckpoints:
+    """Save / restore the checkpoints of one run directory."""
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 2):
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1 checkpoint, got {keep}")
+        self.root = Path(run_dir).absolute() / "checkpoints"
+        self.last = _manager(self.root / "last", keep)
+        self.best = _manager(self.root / "best", 1)
+
+    def save(self, epoch: int, state: TrainState, meta: dict[str, Any], *, is_best: bool) -> None:
+        tree = state.checkpoint_tree()
+        args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
+        self.last.save(epoch, args=args)
+        if is_best:
+            self.best.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                          meta=ocp.args.JsonSave(meta)))
+        self.last.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def latest_epoch(self) -> int | None:
+        return self.last.latest_step()
+
+    def restore(self, like: TrainState, *, which: str = "last", epoch: int | None = None
+                ) -> tuple[TrainState, dict[str, Any]]:
+        """Restore into the structure of ``like`` (a freshly initialised state of the same config)."""
+        manager = self.last if which == "last" else self.best
+        epoch = manager.latest_step() if epoch is None else epoch
+        if epoch is None:
+            raise ResumeError(f"no {which} checkpoint in {manager.directory}; the run has not finished an epoch")
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like.checkpoint_tree())
+        restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                   meta=ocp.args.JsonRestore()))
+        tree = restored["state"]
+        return like.replace(**tree), dict(restored["meta"])
+
+    def close(self) -> None:
+        self.last.close()
+        self.best.close()

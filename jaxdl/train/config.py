@@ -1,0 +1,79 @@
+"""The configuration of a training run: read once at the edge (CLI / experiment), then passed as a value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from jaxdl.errors import ConfigError
+
+__all__ = ["TrainConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run. Saved as ``RUN_DIR/config.json`` so a run can be rebuilt.
+
+    Option dicts are passed through unchanged: ``model_options`` to ``jaxdl.models.create``,
+    ``optimizer_options`` to ``jaxdl.optim.optimizer`` (momentum, weight_decay, clip_norm,
+    accumulate_steps, ...), ``schedule_options`` to ``jaxdl.optim.schedule``.
+    """
+
+    model: str = "lenet5"
+    dataset: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    augment: tuple[str, ...] = ()
+    resize: str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    val_fraction: float = 0.0
+    train_limit: int | None = None
+    steps_per_epoch: int | None = None
+    eval_batch_size: int = 1000
+    keep_checkpoints: int = 2
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}"),
+            (self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}"),
+            (0.0 <= self.val_fraction < 1.0, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.train_limit is None or self.train_limit >= 1,
+             f"train limit must be >= 1 example, got {self.train_limit}"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+             f"steps per epoch must be >= 1, got {self.steps_per_epoch}"),
+            (self.keep_checkpoints >= 1, f"keep-checkpoints must be >= 1, got {self.keep_checkpoints}"),
+            (self.resize in ("auto", "pad", "resize", "none"),
+             f"resize must be one of auto, pad, resize, none; got {self.resize!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        object.__setattr__(self, "augment", tuple(self.augment))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["augment"] = list(self.augment)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,352 @@
+"""The one training loop of jaxdl: ``fit(config, out_dir)``.
+
+A run directory holds::
+
+    config.json      the TrainConfig (the run can be rebuilt from it)
+    metrics.jsonl    one line per finished epoch
+    summary.json     final figures (model, dataset, num_params, accuracies, speed, versions)
+    curves.png       loss / accuracy / learning-rate curves
+    confusion.png    test confusion matrix
+    checkpoints/     orbax: last N epochs and the best one (by test accuracy)
+
+Determinism: batch order is a pure function of (seed, epoch) and randomness of (seed, step),
+so ``fit(..., resume=True)`` after a crash, even a SIGKILL mid-epoch, reproduces the
+uninterrupted run's per-epoch metrics: it restarts the unfinished epoch from the last
+checkpoint, which is written only at epoch ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl import data as jdata
+from jaxdl import models, optim
+from jaxdl.errors import ConfigError, NonFiniteLossError, ResumeError
+from jaxdl.train.checkpoint import RunCheckpoints
+from jaxdl.train.config import TrainConfig
+from jaxdl.train.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from jaxdl.train.losses import get_loss
+from jaxdl.train.metrics import finalize
+from jaxdl.train.state import TrainState, create_train_state
+from jaxdl.train.steps import eval_step, predict_step, train_step
+
+__all__ = ["fit", "prepare_images", "Experiment", "build_experiment"]
+
+
+def prepare_images(key: jax.Array, images: jax.Array, train: bool, *, target_hw: tuple[int, int] | None,
+                   resize: str, mean: tuple[float, ...], std: tuple[float, ...],
+                   augment: Callable[[jax.Array, jax.Array], jax.Array] | None) -> jax.Array:
+    """uint8 images -> normalised float32 model input, augmented in training. Runs on device."""
+    x = jdata.to_model_input(images, target_hw, mode=resize)
+    if train and augment is not None:
+        x = augment(key, x)
+    return jdata.normalize(x, mean, std)
+
+
+class Experiment:
+    """Everything built from a TrainConfig: data, model, optimizer, compiled steps.
+
+    Built once by :func:`build_experiment`; the loop, evaluation and visualisation share it.
+    """
+
+    def __init__(self, config: TrainConfig, train_set, val_set, test_set, model, model_info, input_shape,
+                 mean, std, steps_per_epoch, tx, loss_fn, prepare):
+        self.config = config
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
+        self.model, self.model_info, self.input_shape = model, model_info, tuple(input_shape)
+        self.mean, self.std = mean, std
+        self.steps_per_epoch = steps_per_epoch
+        self.tx, self.loss_fn, self.prepare = tx, loss_fn, prepare
+        self.train_step = jax.jit(functools.partial(train_step, loss_fn=loss_fn, prepare=prepare), donate_argnums=0)
+        self.eval_step = jax.jit(functools.partial(eval_step, loss_fn=loss_fn, prepare=prepare))
+        self.predict_step = jax.jit(functools.partial(predict_step, prepare=prepare))
+
+    def init_state(self) -> TrainState:
+        return create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+
+    def evaluate(self, state: TrainState, dataset, prefix: str) -> dict[str, float]:
+        sums = None
+        for batch in _padded_batches(dataset, self.config.eval_batch_size):
+            out = self.eval_step(state, batch)
+            sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
+        return finalize(jax.device_get(sums), prefix)
+
+    def predict(self, state: TrainState, dataset) -> np.ndarray:
+        """Predicted class ids for every example of ``dataset``."""
+        preds = []
+        for batch in _padded_batches(dataset, self.config.eval_batch_size):
+            logits = self.predict_step(state, batch["image"])
+            keep = np.asarray(batch["mask"]) > 0
+            preds.append(np.asarray(jnp.argmax(logits, -1))[keep])
+        return np.concatenate(preds)
+
+
+def _padded_batches(dataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Fixed-size batches in order, the last one padded and masked (one compiled shape)."""
+    n = len(dataset)
+    size = min(batch_size, n)
+    for start in range(0, n, size):
+        images = dataset.images[start:start + size]
+        labels = dataset.labels[start:start + size]
+        mask = np.ones(len(labels), np.float32)
+        pad = size - len(labels)
+        if pad:
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+            mask = np.concatenate([mask, np.zeros(pad, np.float32)])
+        yield {"image": images, "label": labels, "mask": mask}
+
+
+def build_experiment(config: TrainConfig) -> Experiment:
+    """Load data, build the model, the optimizer and the compiled steps for ``config``."""
+    model_info = models.info(config.model)  # ValueError with close names for an unknown model
+    train_full = jdata.load(config.dataset, "train", data_dir=config.data_dir)
+    test_set = jdata.load(config.dataset, "test", data_dir=config.data_dir)
+    if config.val_fraction > 0:
+        train_set, val_set = jdata.train_val_split(train_full, config.val_fraction, seed=config.seed)
+    else:
+        train_set, val_set = train_full, None
+    if config.train_limit is not None and config.train_limit < len(train_set):
+        order = jdata.epoch_order(len(train_set), config.seed, -1)  # a fixed random subset
+        train_set = train_set.subset(np.sort(order[:config.train_limit]))
+    if len(train_set) < config.batch_size:
+        raise ConfigError(f"batch size {config.batch_size} is larger than the {len(train_set)} training examples; "
+                          f"use a smaller --batch-size")
+
+    height, width, channels = train_set.image_shape
+    if model_info.fixed_input and config.resize != "none":
+        target_hw = tuple(model_info.input_shape[:2])
+    else:
+        target_hw = (height, width)
+    input_shape = (*target_hw, channels)
+    mean, std = jdata.channel_stats(train_set)
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+    model = models.create(config.model, num_classes=train_set.num_classes, **config.model_options)
+    steps_per_epoch = jdata.num_batches(len(train_set), config.batch_size, drop_last=True)
+    if config.steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    total_steps = steps_per_epoch * config.epochs
+    learning_rate = optim.schedule(config.schedule, learning_rate=config.learning_rate,
+                                   steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                                   **config.schedule_options)
+    if isinstance(learning_rate, optim.Plateau) and val_set is None:
+        raise ConfigError("the plateau schedule is driven by the validation loss: pass a validation split "
+                          "(--val-fraction 0.1)")
+    tx = optim.optimizer(config.optimizer, learning_rate, **config.optimizer_options)
+    loss_fn = get_loss(config.loss, **({"label_smoothing": config.label_smoothing}
+                                       if config.loss == "cross_entropy" else {}))
+    augment = jdata.make_augment(config.augment) if config.augment else None
+    prepare = functools.partial(prepare_images, target_hw=target_hw, resize=config.resize, mean=mean, std=std,
+                                augment=augment)
+    return Experiment(config, train_set, val_set, test_set, model, model_info, input_shape, mean, std,
+                      steps_per_epoch, tx, loss_fn, prepare)
+
+
+def _device_description() -> str:
+    device = jax.devices()[0]
+    kind = getattr(device, "device_kind", device.platform)
+    if device.platform == "cpu":
+        kind = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    return f"{device.platform}: {kind} x{jax.device_count()}"
+
+
+def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bool) -> TrainConfig:
+    config_path = out / "config.json"
+    if resume:
+        if not out.is_dir():
+            raise ResumeError(f"cannot resume: {out} does not exist; start a new run with --out {out}")
+        if not config_path.is_file():
+            raise ResumeError(f"cannot resume: {out} holds no config.json, so it is not a jaxdl run folder "
+                              f"(or it is empty); start a new run with --out")
+        import json
+
+        saved = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        if config.epochs != saved.epochs:  # the one thing a resume may change: train for longer
+            saved = TrainConfig.from_dict({**saved.to_dict(), "epochs": config.epochs})
+            write_text_atomic(config_path, saved.to_json() + "\n")
+        return saved
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out} already holds files; use --resume {out} to continue that run, "
+                              f"--overwrite to replace it, or another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config_path, config.to_json() + "\n")
+    return config
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}"]
+    if "val_loss" in row:
+        parts.append(f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}")
+    parts.append(f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.2%}")
+    parts.append(f"lr {row['learning_rate']:.3g}")
+    parts.append(f"{row['images_per_second']:.0f} img/s")
+    return " | ".join(parts)
+
+
+def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+        progress: bool | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train ``config`` into the run folder ``out`` and return the summary dict.
+
+    Args:
+      resume: continue the run in ``out`` from its last checkpoint (its saved config is used;
+        only ``epochs`` may grow). A missing or non-run folder raises ResumeError.
+      overwrite: replace an existing run folder instead of refusing to touch it.
+      progress: show a tqdm bar per epoch (default: when stderr is a terminal).
+      log: where epoch lines go (default: print to stdout).
+    Raises:
+      NonFiniteLossError: the loss became NaN/inf; checkpoints of earlier epochs are intact.
+    """
+    from tqdm.auto import tqdm
+
+    log = log or (lambda s: print(s, flush=True))
+    out = Path(out)
+    config = _prepare_run_dir(out, config, resume, overwrite)
+    exp = build_experiment(config)
+    state = exp.init_state()
+    num_params = models.count_params(state.params)
+    checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, train_seconds = 0, 0.0
+    if resume:
+        if checkpoints.latest_epoch() is None:
+            log(f"{out}: no finished epoch was checkpointed; starting epoch 1 again with the saved config")
+        else:
+            state, meta = checkpoints.restore(state)
+            history, start_epoch, train_seconds = list(meta["history"]), int(meta["epoch"]), float(meta["train_seconds"])
+            log(f"resumed {out} after epoch {start_epoch} (step {int(state.step)})")
+    write_jsonl_atomic(out / "metrics.jsonl", history)  # drops lines of an epoch that was not checkpointed
+    best = max((row["test_accuracy"] for row in history), default=-1.0)
+    show_bar = sys.stderr.isatty() if progress is None else progress
+
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            epoch_start = time.perf_counter()
+            batches = jdata.batches(exp.train_set, config.batch_size, seed=config.seed, epoch=epoch, shuffle=True,
+                                    drop_last=True)
+            batches = jdata.prefetch_to_device(_take(batches, exp.steps_per_epoch), size=2)
+            sums, pending = None, None
+            bar = tqdm(total=exp.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar,
+                       leave=False, unit="step", dynamic_ncols=True)
+            first_step_done = None
+            for batch in batches:
+                step_number = int(state.step) if pending is None else pending[0] + 1
+                state, metrics = exp.train_step(state, batch)
+                # Check the previous step's loss while this one runs (one step of lag, no stall).
+                if pending is not None:
+                    _check_finite(*pending)
+                pending = (step_number, metrics["loss"])
+                batch_sums = {k: metrics[k] for k in ("loss_sum", "correct", "correct5", "count")}
+                sums = batch_sums if sums is None else jax.tree_util.tree_map(jnp.add, sums, batch_sums)
+                if first_step_done is None:
+                    jax.block_until_ready(metrics["loss"])
+                    first_step_done = time.perf_counter()
+                if show_bar:
+                    bar.update(1)
+                    if bar.n % 10 == 0:
+                        bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
+            bar.close()
+            if pending is not None:
+                _check_finite(*pending)
+            jax.block_until_ready(state.params)
+            epoch_train_time = time.perf_counter() - epoch_start
+            steady = time.perf_counter() - first_step_done
+            images = exp.steps_per_epoch * config.batch_size
+            ips = (images - config.batch_size) / steady if steady > 0 and exp.steps_per_epoch > 1 else images / epoch_train_time
+
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": int(state.step)}
+            row.update(finalize(jax.device_get(sums), "train_"))
+            if exp.val_set is not None:
+                row.update(exp.evaluate(state, exp.val_set, "val_"))
+            row.update(exp.evaluate(state, exp.test_set, "test_"))
+            row["learning_rate"] = float(optim.current_learning_rate(state.opt_state))
+            if exp.val_set is not None:
+                state = state.replace(opt_state=optim.plateau_update(state.opt_state, value=row["val_loss"]))
+            row["epoch_seconds"] = time.perf_counter() - epoch_start
+            row["images_per_second"] = ips
+            train_seconds += epoch_train_time
+            history.append(row)
+            is_best = row["test_accuracy"] > best
+            best = max(best, row["test_accuracy"])
+            meta = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds,
+                    "config": config.to_dict()}
+            checkpoints.save(epoch + 1, state, meta, is_best=is_best)
+            write_jsonl_atomic(out / "metrics.jsonl", history)
+            log(_epoch_line(row, config.epochs))
+    finally:
+        checkpoints.close()
+
+    summary = _summary(config, exp, state, history, num_params, train_seconds)
+    write_json_atomic(out / "summary.json", summary)
+    _plots(out, exp, state, history)
+    log(f"test accuracy {summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}); "
+        f"{summary['images_per_second']:.0f} img/s; outputs in {out}")
+    return summary
+
+
+def _take(iterator, n: int):
+    for i, item in enumerate(iterator):
+        if i >= n:
+            break
+        yield item
+
+
+def _check_finite(step: int, loss: jax.Array) -> None:
+    value = float(loss)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(step, value)
+
+
+def _summary(config, exp, state, history, num_params, train_seconds) -> dict[str, Any]:
+    import flax
+    import optax
+
+    last = history[-1]
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        "num_params": int(num_params),
+        "epochs": len(history),
+        "steps": int(state.step),
+        "train_examples": len(exp.train_set),
+        "test_examples": len(exp.test_set),
+        "input_shape": list(exp.input_shape),
+        "test_accuracy": last["test_accuracy"],
+        "test_top5_accuracy": last["test_top5_accuracy"],
+        "test_loss": last["test_loss"],
+        "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        "best_epoch": max(history, key=lambda r: r["test_accuracy"])["epoch"],
+        "train_accuracy": last["train_accuracy"],
+        "train_seconds": train_seconds,
+        "images_per_second": statistics.median(r["images_per_second"] for r in history),
+        "jax_version": jax.__version__,
+        "flax_version": flax.__version__,
+        "optax_version": optax.__version__,
+        "device": _device_description(),
+        "config": config.to_dict(),
+    }
+
+
+def _plots(out: Path, exp: Experiment, state: TrainState, history) -> None:
+    from jaxdl import viz
+
+    viz.plot_curves(history, out / "curves.png")
+    predictions = exp.predict(state, exp.test_set)
+    matrix = viz.confusion_matrix(exp.test_set.labels, predictions, exp.test_set.num_classes)
+    viz.plot_confusion(matrix, list(exp.test_set.classes), out / "confusion.png")

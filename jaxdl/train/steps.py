@@ -1,0 +1,94 @@
+"""Pure, module-level train and eval steps. Compile them where they are called::
+
+    step = jax.jit(functools.partial(train_step, loss_fn=loss, prepare=prep), donate_argnums=0)
+    state, metrics = step(state, batch)
+
+``batch`` is ``{"image": <u8|f32>[N, H, W, C], "label": <i32>[N]}`` (eval batches may add
+``"mask": <f32>[N]`` to ignore padding). ``prepare(key, images, train)`` turns raw images into
+model input on device (uint8 -> float, resize, augmentation, normalisation); ``None`` feeds the
+images as they are.
+
+Auxiliary classifiers (GoogLeNet, Inception v3) sow ``{"logits", "weight"}`` into the
+``aux_logits`` collection in training (``jaxdl.nn.sow_aux_logits``); the train step adds
+``weight * loss(aux_logits)`` to the loss. That is the one mechanism for auxiliary losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn import AUX_COLLECTION
+from jaxdl.train.losses import LossFn
+from jaxdl.train.metrics import classification_sums
+from jaxdl.train.state import TrainState
+
+__all__ = ["train_step", "eval_step", "predict_step", "step_keys"]
+
+Prepare = Callable[[jax.Array, jax.Array, bool], jax.Array]
+
+
+def step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
+    """(augmentation key, dropout key) for the current step: a pure function of (rng, step)."""
+    key = jax.random.fold_in(state.rng, state.step)
+    return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+
+
+def _aux_loss(aux: Any, labels: jax.Array, loss_fn: LossFn) -> jax.Array:
+    total = jnp.zeros((), jnp.float32)
+    for entry in jax.tree_util.tree_leaves(aux, is_leaf=lambda x: isinstance(x, dict) and "logits" in x):
+        total = total + entry["weight"] * jnp.mean(loss_fn(entry["logits"], labels))
+    return total
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
+               prepare: Prepare | None = None, axis_name: str | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on ``batch``; returns the new state and metric sums for the batch.
+
+    Metrics: ``loss`` (mean main loss, for the non-finite check and the progress bar),
+    ``loss_sum``, ``correct``, ``correct5``, ``count`` (sums over the batch), ``total_loss``
+    (main + auxiliary terms, the quantity differentiated). With ``axis_name`` (pmap / shard_map)
+    gradients are averaged across devices.
+    """
+    aug_key, dropout_key = step_keys(state)
+    images = batch["image"] if prepare is None else prepare(aug_key, batch["image"], True)
+    labels = batch["label"]
+    mutable = [AUX_COLLECTION] + (["batch_stats"] if state.batch_stats else [])
+
+    def compute_loss(params):
+        variables = {"params": params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        logits, updates = state.apply_fn(variables, images, train=True, rngs={"dropout": dropout_key},
+                                         mutable=mutable)
+        per_example = loss_fn(logits, labels)
+        main = jnp.mean(per_example)
+        total = main + _aux_loss(updates.get(AUX_COLLECTION, {}), labels, loss_fn)
+        return total, (logits, per_example, main, total, updates.get("batch_stats", state.batch_stats))
+
+    grads, (logits, per_example, main, total, batch_stats) = jax.grad(compute_loss, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+    new_state = state.apply_gradients(grads, batch_stats)
+    metrics = classification_sums(logits, labels, per_example)
+    metrics["loss"] = main
+    metrics["total_loss"] = total
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
+              prepare: Prepare | None = None) -> dict[str, jax.Array]:
+    """Metric sums on ``batch`` in inference mode (running BatchNorm statistics, no dropout)."""
+    images = batch["image"] if prepare is None else prepare(jax.random.PRNGKey(0), batch["image"], False)
+    logits = state.apply_fn(state.variables, images, train=False)
+    return classification_sums(logits, batch["label"], loss_fn(logits, batch["label"]), batch.get("mask"))
+
+
+def predict_step(state: TrainState, images: jax.Array, *, prepare: Prepare | None = None) -> jax.Array:
+    """Logits <f32>[N, K] in inference mode."""
+    if prepare is not None:
+        images = prepare(jax.random.PRNGKey(0), images, False)
+    return state.apply_fn(state.variables, images, train=False).astype(jnp.float32)
