@@ -1,0 +1,22 @@
+"""LeNet-5 on scikit-learn's real 8x8 handwritten digits (the `make demo` run).
+
+Command:  python experiments/lenet5_digits.py     (or: make demo)
+Result:   see docs/results.md (>= 98% test accuracy in well under 3 minutes on 2 CPU cores).
+"""
+
+from jaxdl.train import TrainConfig
+from jaxdl.train.experiment import run_experiment
+
+
+def get_config() -> TrainConfig:
+    """LeNet-5 (LeCun et al. 1998) on digits upsampled to 32x32; Adam with cosine decay, 30 epochs."""
+    return TrainConfig(model="lenet5", dataset="digits", epochs=30, batch_size=64, optimizer="adam",
+                       learning_rate=2e-3, schedule="cosine", seed=0)
+
+
+def main(argv=None):
+    return run_experiment(get_config, "lenet5-digits", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""LeNet-5 on Fashion-MNIST (28x28 centred in 32x32, as LeCun et al. did with MNIST).
+
+Command:  python experiments/lenet5_fashion_mnist.py
+Needs:    apt-get install dataset-fashion-mnist (or JAXDL_DATA / --data-dir with the IDX files)
+Result:   see docs/results.md (target >= 90% test accuracy).
+"""
+
+from jaxdl.train import TrainConfig
+from jaxdl.train.experiment import run_experiment
+
+
+def get_config() -> TrainConfig:
+    """LeNet-5 on Fashion-MNIST; Adam, cosine decay, random crop (pad 2) + horizontal flip, 30 epochs."""
+    return TrainConfig(model="lenet5", dataset="fashion_mnist", epochs=30, batch_size=128, optimizer="adam",
+                       learning_rate=2e-3, schedule="cosine", augment=("crop", "flip"), seed=0)
+
+
+def main(argv=None):
+    return run_experiment(get_config, "lenet5-fashion-mnist", argv)
+
+
+if __name__ == "__main__":
+    main()
