@@ -7,5 +7,9 @@
 """
 
 from jaxdl.nn.common import Conv, FeatureTaps, batch_norm, sow_aux_logits, AUX_COLLECTION
+from jaxdl.nn.lrn import LocalResponseNorm, local_response_norm  # noqa: F401
+from jaxdl.nn.shapes import conv_output_size, transposed_conv_output_size  # noqa: F401
+from jaxdl.nn.drop_path import DropPath, drop_path, linear_drop_path_rates  # noqa: F401
+from jaxdl.nn.squeeze_excitation import SqueezeExcitation  # noqa: F401
 
 __all__ = ["Conv", "FeatureTaps", "batch_norm", "sow_aux_logits", "AUX_COLLECTION"]

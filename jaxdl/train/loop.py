@@ -139,9 +139,11 @@ def build_experiment(config: TrainConfig) -> Experiment:
     steps_per_epoch = jdata.num_batches(len(train_set), config.batch_size, drop_last=True)
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
+    # Schedules count optimizer updates; with gradient accumulation k micro-batches make one update.
+    accumulate = int(config.optimizer_options.get("accumulate_steps", 1))
+    updates_per_epoch = max(1, steps_per_epoch // accumulate)
     learning_rate = optim.schedule(config.schedule, learning_rate=config.learning_rate,
-                                   steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                                   steps_per_epoch=updates_per_epoch, total_steps=updates_per_epoch * config.epochs,
                                    **config.schedule_options)
     if isinstance(learning_rate, optim.Plateau) and val_set is None:
         raise ConfigError("the plateau schedule is driven by the validation loss: pass a validation split "
