@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/jaxdl train --model lenet5 --dataset digits --epochs 30 --optimizer adam \
-		--learning-rate 0.002 --schedule cosine --batch-size 64 --out runs/demo-lenet5-digits --overwrite
+	$(PY) experiments/lenet5_digits.py --out runs/demo-lenet5-digits --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q

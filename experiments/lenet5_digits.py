@@ -9,9 +9,13 @@ from jaxdl.train.experiment import run_experiment
 
 
 def get_config() -> TrainConfig:
-    """LeNet-5 (LeCun et al. 1998) on digits upsampled to 32x32; Adam with cosine decay, 30 epochs."""
+    """LeNet-5 (LeCun et al. 1998) on digits upsampled to 32x32; Adam, cosine decay, 30 epochs.
+
+    Random crops (pad 4 at 32x32, i.e. shifts of up to one original pixel) and label smoothing 0.1
+    regularise the 60k-parameter net on 1,438 training images.
+    """
     return TrainConfig(model="lenet5", dataset="digits", epochs=30, batch_size=64, optimizer="adam",
-                       learning_rate=2e-3, schedule="cosine", seed=0)
+                       learning_rate=2e-3, schedule="cosine", augment=("crop",), label_smoothing=0.1, seed=0)
 
 
 def main(argv=None):

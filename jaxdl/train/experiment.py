@@ -20,6 +20,8 @@ def run_experiment(get_config: Callable[[], TrainConfig], name: str, argv: Seque
     parser.add_argument("--out", default=f"runs/{name}")
     parser.add_argument("--smoke", action="store_true", help="shrink to a few seconds (used by the tests)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     config = get_config()
@@ -28,7 +30,8 @@ def run_experiment(get_config: Callable[[], TrainConfig], name: str, argv: Seque
     if args.smoke:
         config = (smoke or default_smoke)(config)
     try:
-        return fit(config, args.out, resume=args.resume, overwrite=not args.resume)
+        return fit(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                   progress=False if args.no_progress else None)
     except JaxdlError as err:  # bad input: one line, exit code 2
         print(f"{name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
