@@ -120,7 +120,7 @@ def build_experiment(config: TrainConfig) -> Experiment:
     else:
         train_set, val_set = train_full, None
     if config.train_limit is not None and config.train_limit < len(train_set):
-        order = jdata.epoch_order(len(train_set), config.seed, -1)  # a fixed random subset
+        order = np.random.default_rng([config.seed, 7919]).permutation(len(train_set))  # fixed random subset
         train_set = train_set.subset(np.sort(order[:config.train_limit]))
     if len(train_set) < config.batch_size:
         raise ConfigError(f"batch size {config.batch_size} is larger than the {len(train_set)} training examples; "
