@@ -31,6 +31,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: tuple[str, ...] = ()
     resize: str = "auto"
+    input_size: int | None = None
     seed: int = 0
     data_dir: str | None = None
     val_fraction: float = 0.0
@@ -53,6 +54,7 @@ class TrainConfig:
              f"train limit must be >= 1 example, got {self.train_limit}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              f"steps per epoch must be >= 1, got {self.steps_per_epoch}"),
+            (self.input_size is None or self.input_size >= 1, f"input size must be >= 1, got {self.input_size}"),
             (self.keep_checkpoints >= 1, f"keep-checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (self.resize in ("auto", "pad", "resize", "none"),
              f"resize must be one of auto, pad, resize, none; got {self.resize!r}"),

@@ -127,7 +127,9 @@ def build_experiment(config: TrainConfig) -> Experiment:
                           f"use a smaller --batch-size")
 
     height, width, channels = train_set.image_shape
-    if model_info.fixed_input and config.resize != "none":
+    if config.input_size is not None:  # e.g. an ImageNet architecture trained at 32x32
+        target_hw = (config.input_size, config.input_size)
+    elif model_info.fixed_input and config.resize != "none":
         target_hw = tuple(model_info.input_shape[:2])
     else:
         target_hw = (height, width)

@@ -113,11 +113,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 
 
 def test_nonfinite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
-    """The learning rate jumps to 1e12 after epoch 1: training stops in epoch 2, naming the step."""
+    """The learning rate jumps to 1e18 after epoch 1 (ReLU MLP): training stops in epoch 2, naming the step."""
     import dataclasses
 
-    config = dataclasses.replace(SMALL, epochs=3, optimizer="sgd", learning_rate=0.01, schedule="multistep",
-                                 schedule_options={"milestones": [1], "factor": 1e14})
+    config = dataclasses.replace(SMALL, model="mlp", epochs=3, optimizer="sgd", learning_rate=0.01,
+                                 schedule="multistep", schedule_options={"milestones": [1], "factor": 1e20})
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError) as info:
         fit(config, out, progress=False, log=lambda s: None)
