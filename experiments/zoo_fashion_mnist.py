@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     for model, extra in entries.items():
         config = get_config(model, args.epochs, args.train_limit or None, **extra)
         if args.smoke:
-            config = dataclasses.replace(config, epochs=1, steps_per_epoch=2, train_limit=512)
+            config = dataclasses.replace(config, epochs=1, steps_per_epoch=2, train_limit=512, test_limit=256,
+                                         eval_batch_size=256)
         summary = fit(config, Path(args.out) / model, overwrite=True, progress=False)
         rows.append({"model": model, "num_params": summary["num_params"], "epochs": summary["epochs"],
                      "train_examples": summary["train_examples"], "input": "x".join(map(str, summary["input_shape"])),

@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="square input size fed to the model (default: the model's registered size)")
     t.add_argument("--val-fraction", type=_nonneg_float, default=None)
     t.add_argument("--train-limit", type=_positive_int, default=None, help="use a fixed random subset")
+    t.add_argument("--test-limit", type=_positive_int, default=None, help="evaluate on a fixed random subset")
     t.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--keep-checkpoints", type=_positive_int, default=None)
@@ -152,7 +153,7 @@ _TRAIN_FLAGS = {  # CLI flag attribute -> TrainConfig field
     "model": "model", "dataset": "dataset", "data_dir": "data_dir", "epochs": "epochs",
     "batch_size": "batch_size", "optimizer": "optimizer", "learning_rate": "learning_rate",
     "schedule": "schedule", "loss": "loss", "label_smoothing": "label_smoothing", "val_fraction": "val_fraction",
-    "train_limit": "train_limit", "input_size": "input_size", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
+    "train_limit": "train_limit", "test_limit": "test_limit", "input_size": "input_size", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
     "keep_checkpoints": "keep_checkpoints", "model_options": "model_options",
     "schedule_options": "schedule_options",
 }

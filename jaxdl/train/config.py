@@ -36,6 +36,7 @@ class TrainConfig:
     data_dir: str | None = None
     val_fraction: float = 0.0
     train_limit: int | None = None
+    test_limit: int | None = None
     steps_per_epoch: int | None = None
     eval_batch_size: int = 1000
     keep_checkpoints: int = 2
@@ -52,6 +53,7 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.train_limit is None or self.train_limit >= 1,
              f"train limit must be >= 1 example, got {self.train_limit}"),
+            (self.test_limit is None or self.test_limit >= 1, f"test limit must be >= 1 example, got {self.test_limit}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1,
              f"steps per epoch must be >= 1, got {self.steps_per_epoch}"),
             (self.input_size is None or self.input_size >= 1, f"input size must be >= 1, got {self.input_size}"),

@@ -38,4 +38,4 @@ def run_experiment(get_config: Callable[[], TrainConfig], name: str, argv: Seque
 
 
 def default_smoke(config: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(config, epochs=1, steps_per_epoch=3, train_limit=512)
+    return dataclasses.replace(config, epochs=1, steps_per_epoch=3, train_limit=512, test_limit=256)

@@ -122,6 +122,9 @@ def build_experiment(config: TrainConfig) -> Experiment:
     if config.train_limit is not None and config.train_limit < len(train_set):
         order = np.random.default_rng([config.seed, 7919]).permutation(len(train_set))  # fixed random subset
         train_set = train_set.subset(np.sort(order[:config.train_limit]))
+    if config.test_limit is not None and config.test_limit < len(test_set):  # quick runs: a fixed subset
+        order = np.random.default_rng([config.seed, 104729]).permutation(len(test_set))
+        test_set = test_set.subset(np.sort(order[:config.test_limit]))
     if len(train_set) < config.batch_size:
         raise ConfigError(f"batch size {config.batch_size} is larger than the {len(train_set)} training examples; "
                           f"use a smaller --batch-size")
