@@ -299,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (JaxdlError, ValueError, FileNotFoundError, _UsageError) as err:
         if args.debug:
             raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # One line: multi-line messages (e.g. the folders searched for a data set) are joined.
+        message = " ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
         print(f"jaxdl: error: {message}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
