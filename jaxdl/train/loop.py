@@ -186,14 +186,18 @@ def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bo
             saved = TrainConfig.from_dict({**saved.to_dict(), "epochs": config.epochs})
             write_text_atomic(config_path, saved.to_json() + "\n")
         return saved
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out} already holds files; use --resume {out} to continue that run, "
-                              f"--overwrite to replace it, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, config.to_json() + "\n")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"{out} already holds files; use --resume {out} to continue that run, "
+                          f"--overwrite to replace it, or another --out")
     return config
+
+
+def _start_run_dir(out: Path, config: TrainConfig) -> None:
+    """Create the folder of a new run (called only once the data and model were built successfully)."""
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True)
+    write_text_atomic(out / "config.json", config.to_json() + "\n")
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -224,7 +228,9 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     log = log or (lambda s: print(s, flush=True))
     out = Path(out)
     config = _prepare_run_dir(out, config, resume, overwrite)
-    exp = build_experiment(config)
+    exp = build_experiment(config)  # bad names or missing data fail here, before anything is written
+    if not resume:
+        _start_run_dir(out, config)
     state = exp.init_state()
     num_params = models.count_params(state.params)
     checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints)
