@@ -55,6 +55,7 @@ def test_missing_dataset_says_where_it_looked(capsys, tmp_path, monkeypatch):
                        "--out", str(tmp_path / "r"))
     assert code == 2
     assert str(tmp_path / "empty") in err and "download" in err
+    assert not (tmp_path / "r").exists(), "a run that could not start must not leave a run folder behind"
 
 
 def test_existing_run_folder_is_not_overwritten(capsys, tmp_path):
