@@ -65,7 +65,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.alexnet import adaptive_avg_pool, check_nhwc, max_pool
+from jaxdl.nn.pooling import adaptive_avg_pool, check_nhwc, max_pool
 from jaxdl.models.inception import BasicConv2d, check_width_multiplier, scaled_width
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, batch_norm, sow_aux_logits

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
-from jaxdl.models.alexnet import check_nhwc, max_pool
+from jaxdl.nn.pooling import check_nhwc, max_pool
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, batch_norm, sow_aux_logits
 

@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
-from jaxdl.models.alexnet import max_pool
+from jaxdl.nn.pooling import max_pool
 from jaxdl.models.inception import BasicConv2d, check_input_size, check_width_multiplier, scaled_width
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, batch_norm

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
-from jaxdl.models.alexnet import check_nhwc
+from jaxdl.nn.pooling import check_nhwc
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, batch_norm
 

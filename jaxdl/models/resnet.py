@@ -54,11 +54,12 @@ from jaxdl.errors import ConfigError
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, batch_norm
 from jaxdl.nn.drop_path import DropPath, linear_drop_path_rates
+from jaxdl.nn.pooling import max_pool
 from jaxdl.nn.squeeze_excitation import SqueezeExcitation
 
 __all__ = [
     "BasicBlock", "Bottleneck", "PreActBasicBlock", "PreActBottleneck", "ResNet", "STAGES",
-    "zero_pad_shortcut", "he_normal_fan_out", "max_pool_ceil",
+    "zero_pad_shortcut", "he_normal_fan_out",
 ]
 
 # He et al. 2016 Table 1: blocks per stage and block type for each depth.
@@ -91,17 +92,6 @@ def zero_pad_shortcut(x: jax.Array, out_channels: int, strides: int) -> jax.Arra
     if strides > 1:
         x = x[:, ::strides, ::strides, :]
     return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, out_channels - channels)))
-
-
-def max_pool_ceil(x: jax.Array, window: int, strides: int) -> jax.Array:
-    """Max pooling without padding in torch's ``ceil_mode=True`` (the windows may overhang the
-    bottom/right edge; an overhang only covers -inf). ``[N, H, W, C] -> [N, ceil((H-k)/s)+1, ...]``.
-    """
-    pads = []
-    for size in x.shape[1:3]:
-        out = -(-(size - window) // strides) + 1
-        pads.append((0, max(0, (out - 1) * strides + window - size)))
-    return nn.max_pool(x, (window, window), (strides, strides), padding=tuple(pads))
 
 
 def _pad(k: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -398,7 +388,7 @@ class ResNet(nn.Module):
                 x = conv(features, (3, 3), strides=(stride, stride), padding=_pad(3), name=f"stem_conv{i}")(x)
                 x = self.act(norm(name=f"stem_bn{i}")(x))
             # The released SENet models pool 3x3/2 in ceil mode without padding (112 -> 56 at 224).
-            return max_pool_ceil(x, 3, 2)
+            return max_pool(x, 3, 2, ceil_mode=True)
         kernel, stride = (7, 2) if self.stem == "imagenet" else (3, 1)
         x = conv(stem_width, (kernel, kernel), strides=(stride, stride), padding=_pad(kernel), name="stem_conv")(x)
         if activate:

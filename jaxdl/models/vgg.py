@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
-from jaxdl.models.alexnet import adaptive_avg_pool, check_nhwc, max_pool
+from jaxdl.nn.pooling import adaptive_avg_pool, check_nhwc, max_pool
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, FeatureTaps, LocalResponseNorm, batch_norm
 

@@ -11,5 +11,10 @@ from jaxdl.nn.lrn import LocalResponseNorm, local_response_norm  # noqa: F401
 from jaxdl.nn.shapes import conv_output_size, transposed_conv_output_size  # noqa: F401
 from jaxdl.nn.drop_path import DropPath, drop_path, linear_drop_path_rates  # noqa: F401
 from jaxdl.nn.squeeze_excitation import SqueezeExcitation  # noqa: F401
+from jaxdl.nn.pooling import adaptive_avg_pool, check_nhwc, max_pool  # noqa: F401
 
-__all__ = ["Conv", "FeatureTaps", "batch_norm", "sow_aux_logits", "AUX_COLLECTION"]
+__all__ = [
+    "Conv", "FeatureTaps", "batch_norm", "sow_aux_logits", "AUX_COLLECTION", "LocalResponseNorm",
+    "local_response_norm", "conv_output_size", "transposed_conv_output_size", "DropPath", "drop_path",
+    "linear_drop_path_rates", "SqueezeExcitation", "max_pool", "adaptive_avg_pool", "check_nhwc",
+]

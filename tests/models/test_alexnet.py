@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from jaxdl import models
 from jaxdl.errors import ConfigError
 from jaxdl.models import count_params, feature_info
-from jaxdl.models.alexnet import adaptive_avg_pool, max_pool
+from jaxdl.nn.pooling import adaptive_avg_pool, max_pool
 from jaxdl.models.introspect import abstract_variables
 from jaxdl.nn import conv_output_size, local_response_norm
 

@@ -15,7 +15,8 @@ from flax.traverse_util import flatten_dict
 from jaxdl import models
 from jaxdl.models import feature_info
 from jaxdl.models.introspect import abstract_variables
-from jaxdl.models.resnet import Bottleneck, max_pool_ceil
+from jaxdl.models.resnet import Bottleneck
+from jaxdl.nn.pooling import max_pool
 from jaxdl.nn import SqueezeExcitation
 
 
@@ -94,7 +95,7 @@ def _torch_ceil_pool_reference(x, k, s):
 @pytest.mark.parametrize("size", [(7, 8), (112, 111), (5, 5)])
 def test_ceil_mode_max_pool(size):
     x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype(np.float32)
-    np.testing.assert_array_equal(max_pool_ceil(jnp.asarray(x), 3, 2), _torch_ceil_pool_reference(x, 3, 2))
+    np.testing.assert_array_equal(max_pool(jnp.asarray(x), 3, 2, ceil_mode=True), _torch_ceil_pool_reference(x, 3, 2))
 
 
 def test_se_sits_on_the_branch_before_the_addition():

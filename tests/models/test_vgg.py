@@ -13,7 +13,7 @@ import pytest
 from jaxdl import models
 from jaxdl.errors import ConfigError
 from jaxdl.models import count_params, feature_info
-from jaxdl.models.alexnet import max_pool
+from jaxdl.nn.pooling import max_pool
 from jaxdl.models.introspect import abstract_variables
 from jaxdl.models.vgg import CONFIGS, count_weight_layers, parse_layer
 from jaxdl.nn import local_response_norm
