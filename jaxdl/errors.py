@@ -40,5 +40,5 @@ class NonFiniteLossError(TrainingError, FloatingPointError):
                          f"is kept (try a lower --learning-rate or gradient clipping with --clip-norm)")
 
 
-class ResumeError(TrainingError):
-    """``--resume`` pointed at a folder with no usable run."""
+class ResumeError(JaxdlError, ValueError):
+    """``--resume`` pointed at a folder with no usable run (bad input: the CLI exits with 2)."""
