@@ -146,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--keep-head", action="store_true", help="keep the pretrained head instead of re-initializing it")
     f.add_argument("--frozen-bn", action="store_true", help="BatchNorm uses and keeps its running statistics")
 
+    x = sub.add_parser("extract", help="feature taps of a trained run for its data set, to .npz")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--tap", action="append", default=None, help="feature tap (repeatable; default pre_logits; "
+                   "'all' for every tap)")
+    x.add_argument("--split", action="append", default=None, choices=("train", "test"),
+                   help="data split(s) (default both)")
+    x.add_argument("--out", default=None, help="output .npz (default RUN_DIR/features.npz)")
+    x.add_argument("--batch-size", type=_positive_int, default=256)
+    x.add_argument("--limit", type=_positive_int, default=None, help="first N images of each split")
+    x.add_argument("--no-progress", action="store_true")
+
     m = sub.add_parser("models", help="list registered models with parameter counts")
     m.add_argument("--family", default=None)
     m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
@@ -261,6 +272,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from jaxdl.transfer import extract_run_features
+
+    out = args.out or os.path.join(args.run_dir, "features.npz")
+    path = extract_run_features(args.run_dir, out, taps=tuple(args.tap or ("pre_logits",)),
+                                splits=tuple(args.split or ("train", "test")), batch_size=args.batch_size,
+                                limit=args.limit, progress=not args.no_progress)
+    print(f"features written to {path}")
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -318,7 +340,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
-            "download": _cmd_download, "finetune": _cmd_finetune}
+            "download": _cmd_download, "finetune": _cmd_finetune,
+            "extract": _cmd_extract}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
