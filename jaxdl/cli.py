@@ -131,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--progress", action="store_true", help="progress bar even when not on a terminal")
 
+    f = sub.add_parser("finetune", help="fine-tune from a run folder or torchvision weights",
+                       description="Train like `jaxdl train`, starting from pretrained weights (jaxdl.transfer).")
+    for action in t._actions:  # every `train` flag, then the fine-tuning ones
+        if action.dest not in ("help", "resume"):
+            f._add_action(action)
+    f.add_argument("--init", required=True, metavar="RUN_DIR_OR_WEIGHTS",
+                   help="a jaxdl run folder (its last checkpoint) or a torchvision .safetensors/.pth file")
+    f.add_argument("--freeze", action="append", default=None, metavar="PATTERN",
+                   help="freeze parameters whose path starts with this regex (repeatable; 'backbone' = all "
+                        "but the head)")
+    f.add_argument("--backbone-lr-multiplier", type=_positive_float, default=None,
+                   help="scale the learning rate of the pretrained (non-head) parameters, e.g. 0.1")
+    f.add_argument("--keep-head", action="store_true", help="keep the pretrained head instead of re-initializing it")
+    f.add_argument("--frozen-bn", action="store_true", help="BatchNorm uses and keeps its running statistics")
+
+    x = sub.add_parser("extract", help="feature taps of a trained run for its data set, to .npz")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--tap", action="append", default=None, help="feature tap (repeatable; default pre_logits; "
+                   "'all' for every tap)")
+    x.add_argument("--split", action="append", default=None, choices=("train", "test"),
+                   help="data split(s) (default both)")
+    x.add_argument("--out", default=None, help="output .npz (default RUN_DIR/features.npz)")
+    x.add_argument("--batch-size", type=_positive_int, default=256)
+    x.add_argument("--limit", type=_positive_int, default=None, help="first N images of each split")
+    x.add_argument("--no-progress", action="store_true")
+
     m = sub.add_parser("models", help="list registered models with parameter counts")
     m.add_argument("--family", default=None)
     m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
@@ -224,6 +250,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from jaxdl.train import fit
+
+    args.resume = None
+    config = _train_config(args)
+    fields = {"init": args.init, "reset_head": not args.keep_head, "freeze": tuple(args.freeze or ())}
+    if args.backbone_lr_multiplier is not None:
+        fields["backbone_lr_multiplier"] = args.backbone_lr_multiplier
+    if args.frozen_bn:
+        fields["model_options"] = {**config.model_options, "frozen_bn": True}
+    config = dataclasses.replace(config, **fields)
+    _validate_names(config)
+    if not os.path.exists(config.init):
+        raise _usage(f"--init {config.init} does not exist (give a jaxdl run folder or a .safetensors/.pth file)")
+    out = args.out or os.path.join("runs", f"{config.model}-{config.dataset.replace(':', '_')}-finetune")
+    progress = True if args.progress else (False if args.no_progress else None)
+    fit(config, out, overwrite=args.overwrite, progress=progress)
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from jaxdl.transfer import extract_run_features
+
+    out = args.out or os.path.join(args.run_dir, "features.npz")
+    path = extract_run_features(args.run_dir, out, taps=tuple(args.tap or ("pre_logits",)),
+                                splits=tuple(args.split or ("train", "test")), batch_size=args.batch_size,
+                                limit=args.limit, progress=not args.no_progress)
+    print(f"features written to {path}")
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -281,7 +340,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
-            "download": _cmd_download}
+            "download": _cmd_download, "finetune": _cmd_finetune,
+            "extract": _cmd_extract}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,3 +42,8 @@ class NonFiniteLossError(TrainingError, FloatingPointError):
 
 class ResumeError(JaxdlError, ValueError):
     """``--resume`` pointed at a folder with no usable run (bad input: the CLI exits with 2)."""
+
+
+class WeightImportError(JaxdlError, ValueError):
+    """Weights could not be imported into a model (unknown model, unreadable file, missing or unexpected keys,
+    shape mismatches); the message names the keys. Nothing is loaded partially."""

@@ -65,3 +65,37 @@ class RunCheckpoints:
     def close(self) -> None:
         self.last.close()
         self.best.close()
+
+
+def load_run(run_dir: str | os.PathLike, *, which: str = "last", epoch: int | None = None
+             ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Read a run folder back: ``(TrainConfig, {"params", "batch_stats"}, meta)``.
+
+    The arrays come from the checkpoint as saved (no model needs to be built first); rebuild the
+    model with ``models.create(config.model, num_classes=<head width>, **config.model_options)``.
+    Raises ResumeError (bad input) for a folder that is not a finished jaxdl run.
+    """
+    import json
+
+    from jaxdl.train.config import TrainConfig
+
+    root = Path(run_dir)
+    config_path = root / "config.json"
+    if not config_path.is_file():
+        raise ResumeError(f"{root} holds no config.json, so it is not a jaxdl run folder")
+    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    directory = root.absolute() / "checkpoints" / which
+    if not directory.is_dir():
+        raise ResumeError(f"{root} has no {which} checkpoint (no finished epoch)")
+    manager = _manager(directory, 1)
+    try:
+        epoch = manager.latest_step() if epoch is None else epoch
+        if epoch is None:
+            raise ResumeError(f"{root} has no {which} checkpoint (no finished epoch)")
+        restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                                   meta=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    state = restored["state"]
+    variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+    return config, variables, dict(restored["meta"])

@@ -40,6 +40,17 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     eval_batch_size: int = 1000
     keep_checkpoints: int = 2
+    # Class subset and per-class limit of the training set (transfer experiments): ``classes``
+    # keeps those class ids (train and test) and renumbers them 0..k-1 in the given order.
+    classes: tuple[int, ...] | None = None
+    train_per_class: int | None = None
+    # Fine-tuning (jaxdl.transfer.finetune): start from a run folder or a .safetensors/.pth file,
+    # re-initialize the classifier head, freeze parameters whose path matches a pattern, scale the
+    # update of the pretrained (non-head) parameters.
+    init: str | None = None
+    reset_head: bool = True
+    freeze: tuple[str, ...] = ()
+    backbone_lr_multiplier: float = 1.0
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -58,6 +69,12 @@ class TrainConfig:
              f"steps per epoch must be >= 1, got {self.steps_per_epoch}"),
             (self.input_size is None or self.input_size >= 1, f"input size must be >= 1, got {self.input_size}"),
             (self.keep_checkpoints >= 1, f"keep-checkpoints must be >= 1, got {self.keep_checkpoints}"),
+            (self.train_per_class is None or self.train_per_class >= 1,
+             f"train per class must be >= 1 example, got {self.train_per_class}"),
+            (self.classes is None or (len(self.classes) >= 1 and len(set(self.classes)) == len(self.classes)),
+             f"classes must be distinct class ids, got {self.classes}"),
+            (self.backbone_lr_multiplier > 0,
+             f"backbone learning-rate multiplier must be > 0, got {self.backbone_lr_multiplier}"),
             (self.resize in ("auto", "pad", "resize", "none"),
              f"resize must be one of auto, pad, resize, none; got {self.resize!r}"),
         ]
@@ -65,10 +82,16 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         object.__setattr__(self, "augment", tuple(self.augment))
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["augment"] = list(self.augment)
+        out["freeze"] = list(self.freeze)
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
         return out
 
     @classmethod

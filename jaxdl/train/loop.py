@@ -75,7 +75,18 @@ class Experiment:
         self.predict_step = jax.jit(functools.partial(predict_step, prepare=prepare))
 
     def init_state(self) -> TrainState:
-        return create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+        state = create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+        if self.config.init is None:
+            return state
+        # Fine-tuning: pretrained weights everywhere except (by default) the freshly initialized head.
+        from jaxdl.transfer.finetune import load_pretrained, merge_pretrained
+
+        pretrained = load_pretrained(self.config.init, self.config.model, self.config.model_options)
+        variables = merge_pretrained({"params": state.params, "batch_stats": state.batch_stats}, pretrained,
+                                     reset_head=self.config.reset_head)
+        params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
+        batch_stats = jax.tree_util.tree_map(jnp.asarray, variables.get("batch_stats", {}))
+        return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
 
     def evaluate(self, state: TrainState, dataset, prefix: str) -> dict[str, float]:
         sums = None
@@ -115,6 +126,8 @@ def build_experiment(config: TrainConfig) -> Experiment:
     model_info = models.info(config.model)  # ValueError with close names for an unknown model
     train_full = jdata.load(config.dataset, "train", data_dir=config.data_dir)
     test_set = jdata.load(config.dataset, "test", data_dir=config.data_dir)
+    if config.classes is not None:  # before the splits and limits, so those count the kept classes only
+        train_full, test_set = (_select_classes(d, config.classes) for d in (train_full, test_set))
     if config.val_fraction > 0:
         train_set, val_set = jdata.train_val_split(train_full, config.val_fraction, seed=config.seed)
     else:
@@ -125,6 +138,11 @@ def build_experiment(config: TrainConfig) -> Experiment:
     if config.test_limit is not None and config.test_limit < len(test_set):  # quick runs: a fixed subset
         order = np.random.default_rng([config.seed, 104729]).permutation(len(test_set))
         test_set = test_set.subset(np.sort(order[:config.test_limit]))
+    if config.train_per_class is not None:  # the first n of each class in a fixed random order
+        order = np.random.default_rng([config.seed, 15485863]).permutation(len(train_set))
+        keep = np.concatenate([order[train_set.labels[order] == c][:config.train_per_class]
+                               for c in range(train_set.num_classes)])
+        train_set = train_set.subset(np.sort(keep))
     if len(train_set) < config.batch_size:
         raise ConfigError(f"batch size {config.batch_size} is larger than the {len(train_set)} training examples; "
                           f"use a smaller --batch-size")
@@ -154,6 +172,13 @@ def build_experiment(config: TrainConfig) -> Experiment:
         raise ConfigError("the plateau schedule is driven by the validation loss: pass a validation split "
                           "(--val-fraction 0.1)")
     tx = optim.optimizer(config.optimizer, learning_rate, **config.optimizer_options)
+    if config.freeze or config.backbone_lr_multiplier != 1.0:
+        from jaxdl.transfer.finetune import finetune_optimizer
+
+        shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)),
+                                                   train=False))["params"]
+        tx = finetune_optimizer(tx, shapes, freeze=config.freeze,
+                                backbone_lr_multiplier=config.backbone_lr_multiplier)
     loss_fn = get_loss(config.loss, **({"label_smoothing": config.label_smoothing}
                                        if config.loss == "cross_entropy" else {}))
     augment = jdata.make_augment(config.augment) if config.augment else None
@@ -161,6 +186,18 @@ def build_experiment(config: TrainConfig) -> Experiment:
                                 augment=augment)
     return Experiment(config, train_set, val_set, test_set, model, model_info, input_shape, mean, std,
                       steps_per_epoch, tx, loss_fn, prepare)
+
+
+def _select_classes(dataset, classes: tuple[int, ...]):
+    """Keep the examples of ``classes`` (ids of ``dataset.classes``), renumbered 0..k-1 in that order."""
+    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
+    if bad:
+        raise ConfigError(f"classes {bad} are not class ids of {dataset.name} (0..{dataset.num_classes - 1})")
+    keep = np.flatnonzero(np.isin(dataset.labels, classes))
+    relabel = np.full(dataset.num_classes, -1, np.int32)
+    relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+    return jdata.Dataset(dataset.images[keep], relabel[dataset.labels[keep]],
+                         tuple(dataset.classes[c] for c in classes), dataset.name)
 
 
 def _device_description() -> str:
