@@ -34,7 +34,7 @@ from jaxdl.models.registry import register
 from jaxdl.nn import FeatureTaps
 from jaxdl.nn.recurrent import CELLS, StackedRecurrent, final_hidden
 
-__all__ = ["SequenceClassifier", "CharLanguageModel", "sample_tokens", "params_from_torch", "GATES"]
+__all__ = ["SequenceClassifier", "SequenceTagger", "CharLanguageModel", "sample_tokens", "params_from_torch", "GATES"]
 
 # Gates per cell: torch stacks this many [H, *] blocks in weight_ih / weight_hh.
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -90,6 +90,29 @@ class SequenceClassifier(nn.Module):
         if self.dropout_rate > 0:
             h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
         return taps.finish(nn.Dense(self.num_classes, dtype=self.dtype, name="head")(h))
+
+
+class SequenceTagger(nn.Module):
+    """One output per step: recurrent stack -> ``head`` applied at every step.
+
+    ``x: <f32>[N, T, F]`` -> ``<f32>[N, T, num_classes]`` (the copy task's per-step symbols; with
+    ``num_classes=1`` a per-step regression). Fields as :class:`SequenceClassifier`.
+    """
+
+    num_classes: int
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, lengths: jax.Array | None = None) -> jax.Array:
+        _, y = StackedRecurrent(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
+                                self.dropout_rate, dtype=self.dtype, name="rnn")(
+            jnp.asarray(x, self.dtype), lengths=lengths, train=train)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(y)
 
 
 class CharLanguageModel(nn.Module):
