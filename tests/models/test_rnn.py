@@ -103,3 +103,13 @@ def test_char_language_model_carry_continues_the_sequence():
     second, _ = lm.apply(v, tokens[:, 6:], carry)
     assert whole.shape == (2, 10, 11)
     np.testing.assert_allclose(jnp.concatenate([first, second], 1), whole, atol=1e-5)
+
+
+def test_the_one_trainer_fits_a_sequence_classifier_on_digits(tmp_path):
+    """`jaxdl train --model gru_classifier --dataset digits`: 8x8 digits read as 8 steps of 8 pixels."""
+    from jaxdl.train import TrainConfig, fit
+
+    config = TrainConfig(model="gru_classifier", dataset="digits", epochs=2, batch_size=64, learning_rate=5e-3,
+                         steps_per_epoch=12, model_options={"hidden_size": 32}, optimizer_options={"clip_norm": 1.0})
+    summary = fit(config, tmp_path / "run", progress=False, log=lambda s: None)
+    assert summary["epochs"] == 2 and summary["test_accuracy"] > 0.3, summary["test_accuracy"]  # chance is 0.1
