@@ -33,6 +33,7 @@ from jaxdl.train.steps import step_keys
 @dataclasses.dataclass(frozen=True)
 class CaptionConfig:
     encoder: str = "resnet20"
+    encoder_options: tuple[tuple[str, object], ...] = ()
     train_images: int = 6000
     test_images: int = 500
     max_words: int = 12
@@ -54,7 +55,8 @@ def get_config() -> CaptionConfig:
 
 
 def smoke(config: CaptionConfig) -> CaptionConfig:
-    return dataclasses.replace(config, encoder="lenet5", train_images=64, test_images=16, embed_size=8,
+    # A one-layer MLP "encoder" keeps the smoke run to seconds; the path (feature tap -> LSTM) is the same.
+    return dataclasses.replace(config, encoder="mlp", encoder_options=(("hidden_sizes", (16,)),), train_images=64, test_images=16, embed_size=8,
                                hidden_size=16, batch_size=16, epochs=1, num_samples=2)
 
 
@@ -82,7 +84,7 @@ def run(config: CaptionConfig, out: Path, log=print) -> dict:
     test = shapes_captions(config.test_images, seed=config.seed + 1)
     vocab = WordVocab.build(c for refs in train.captions for c in refs)
     encoded = np.stack([[vocab.encode(c, config.max_words) for c in refs] for refs in train.captions])  # [N, 3, L+2]
-    model = ShowAndTell(vocab.size, config.encoder, embed_size=config.embed_size, hidden_size=config.hidden_size,
+    model = ShowAndTell(vocab.size, config.encoder, tuple(config.encoder_options), embed_size=config.embed_size, hidden_size=config.hidden_size,
                         dropout_rate=config.dropout_rate)
     steps_per_epoch = len(train) // config.batch_size
     lr = optim.schedule("cosine", learning_rate=config.learning_rate, total_steps=steps_per_epoch * config.epochs)
@@ -177,7 +179,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = smoke(get_config()) if args.smoke else get_config()
     if args.encoder:
-        config = dataclasses.replace(config, encoder=args.encoder)
+        config = dataclasses.replace(config, encoder=args.encoder, encoder_options=())
     if args.epochs:
         config = dataclasses.replace(config, epochs=args.epochs)
     try:

@@ -33,6 +33,7 @@ from jaxdl.train.steps import eval_step, train_step
 @dataclasses.dataclass(frozen=True)
 class DigitSumConfig:
     encoder: str = "lenet5"
+    encoder_options: tuple[tuple[str, object], ...] = ()
     sequence_length: int = 3
     hidden_size: int = 64
     train_sequences: int = 8000  # per epoch
@@ -50,7 +51,7 @@ def get_config() -> DigitSumConfig:
 
 
 def smoke(config: DigitSumConfig) -> DigitSumConfig:
-    return dataclasses.replace(config, hidden_size=8, train_sequences=64, test_sequences=32, batch_size=16, epochs=1)
+    return dataclasses.replace(config, encoder="mlp", encoder_options=(("hidden_sizes", (16,)),), hidden_size=8, train_sequences=64, test_sequences=32, batch_size=16, epochs=1)
 
 
 def sequences(images: np.ndarray, labels: np.ndarray, count: int, length: int, rng: np.random.Generator):
@@ -64,7 +65,7 @@ def run(config: DigitSumConfig, out: Path, log=print) -> dict:
     resize = jax.jit(lambda x: (data.to_model_input(x, (32, 32), mode="resize") - mean) / std)
     train_x, test_x = np.asarray(resize(train.images)), np.asarray(resize(test.images))
     num_classes = 9 * config.sequence_length + 1
-    model = CNNRNN(num_classes, config.encoder, hidden_size=config.hidden_size)
+    model = CNNRNN(num_classes, config.encoder, tuple(config.encoder_options), hidden_size=config.hidden_size)
     steps = config.train_sequences // config.batch_size
     lr = optim.schedule("cosine", learning_rate=config.learning_rate, total_steps=steps * config.epochs)
     tx = optim.optimizer("adam", lr, clip_norm=config.clip_norm)

@@ -59,8 +59,8 @@ def get_config() -> MemoryConfig:
 
 
 def smoke(config: MemoryConfig) -> MemoryConfig:
-    return dataclasses.replace(config, hidden_size=8, batch_size=8, steps=3, adding_length=10, copy_symbols=2,
-                               copy_delay=3, test_batches=1)
+    return dataclasses.replace(config, cells=("rnn", "lstm"), hidden_size=8, batch_size=8, steps=3, adding_length=10,
+                               copy_symbols=2, copy_delay=3, test_batches=1)
 
 
 def adding_batch(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +158,8 @@ def run(config: MemoryConfig, out: Path, log=print) -> dict:
 
 
 def check_smoke(summary: dict) -> None:
-    assert {(r["task"], r["cell"]) for r in summary["results"]} == {
-        (t, c) for t in ("adding", "copy") for c in ("rnn", "lstm", "gru")}
+    cells = summary["config"]["cells"]
+    assert [(r["task"], r["cell"]) for r in summary["results"]] == [(t, c) for t in ("adding", "copy") for c in cells]
     assert all(np.isfinite(r["value"]) for r in summary["results"])
     json.dumps(summary)
 

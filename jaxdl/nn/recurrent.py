@@ -201,7 +201,11 @@ def make_cell(cell: str, hidden_size: int, *, dtype: Any = jnp.float32, name: st
         raise ConfigError(f"unknown recurrent cell {cell!r}; choose one of: {', '.join(CELLS)}") from None
     if int(hidden_size) < 1:
         raise ConfigError(f"hidden_size must be >= 1, got {hidden_size}")
-    fields = {f for f in cls.__dataclass_fields__}
+    known = {f for c in CELLS.values() for f in c.__dataclass_fields__} - {"parent", "name", "hidden_size"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown cell option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    fields = set(cls.__dataclass_fields__)
     kept = {k: v for k, v in options.items() if k in fields}
     return cls(hidden_size=int(hidden_size), dtype=dtype, name=name, **kept)
 

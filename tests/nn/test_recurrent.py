@@ -162,11 +162,16 @@ def test_stack_with_mask_equals_lengths_and_zero_length_keeps_initial_carry(cell
     stack = StackedRecurrent(cell, H, num_layers=2, dropout_rate=0.5)
     xs = jnp.asarray(np.random.default_rng(3).normal(size=(3, T, F)), jnp.float32)
     lengths = jnp.array([T, 2, 0])
-    v = stack.init(jax.random.key(0), xs, lengths=lengths)
+    v = jax.jit(lambda k, x: stack.init(k, x, lengths=lengths))(jax.random.key(0), xs)
     init = tuple(make_cell(cell, H).initialize_carry(None, (3, F)) for _ in range(2))
     init = jax.tree_util.tree_map(lambda z: z + 0.25, init)
-    c1, y1 = stack.apply(v, xs, lengths=lengths, initial_carry=init)
-    c2, y2 = stack.apply(v, xs, mask=sequence_mask(lengths, T), initial_carry=init)
+
+    @jax.jit
+    def both(v, xs, lengths, init):
+        return (stack.apply(v, xs, lengths=lengths, initial_carry=init),
+                stack.apply(v, xs, mask=sequence_mask(lengths, T), initial_carry=init))
+
+    (c1, y1), (c2, y2) = both(v, xs, lengths, init)
     for u, w in zip(jax.tree_util.tree_leaves((c1, y1)), jax.tree_util.tree_leaves((c2, y2))):
         np.testing.assert_array_equal(u, w)
     for layer in range(2):  # length 0: the carry is the one we passed in
@@ -178,20 +183,27 @@ def test_stack_with_mask_equals_lengths_and_zero_length_keeps_initial_carry(cell
 def test_dropout_only_in_training_and_between_layers():
     stack = StackedRecurrent("gru", H, num_layers=2, dropout_rate=0.5)
     xs = jnp.ones((2, T, F))
-    v = stack.init(jax.random.key(0), xs)
-    a = stack.apply(v, xs)[1]
-    b = stack.apply(v, xs, train=True, rngs={"dropout": jax.random.key(1)})[1]
-    np.testing.assert_array_equal(a, stack.apply(v, xs)[1])
-    assert np.abs(np.asarray(a - b)).max() > 1e-4
     one = StackedRecurrent("gru", H, num_layers=1, dropout_rate=0.5)
-    v1 = one.init(jax.random.key(0), xs)  # one layer: nothing between layers, no dropout at all
-    np.testing.assert_array_equal(one.apply(v1, xs)[1],
-                                  one.apply(v1, xs, train=True, rngs={"dropout": jax.random.key(1)})[1])
+
+    @jax.jit
+    def run(xs):
+        v = stack.init(jax.random.key(0), xs)
+        v1 = one.init(jax.random.key(0), xs)  # one layer: nothing between layers, no dropout at all
+        train = {"train": True, "rngs": {"dropout": jax.random.key(1)}}
+        return (stack.apply(v, xs)[1], stack.apply(v, xs, **train)[1], one.apply(v1, xs)[1],
+                one.apply(v1, xs, **train)[1])
+
+    a, b, a1, b1 = run(xs)
+    assert np.abs(np.asarray(a - b)).max() > 1e-4
+    np.testing.assert_array_equal(a1, b1)
 
 
 def test_bad_configuration_errors():
     with pytest.raises(ConfigError, match="unknown recurrent cell"):
         make_cell("transformer", 4)
+    with pytest.raises(ConfigError, match="unknown cell option.*forget_bais"):
+        make_cell("lstm", 4, forget_bais=1.0)
+    assert make_cell("gru", 4, peepholes=True).hidden_size == 4  # another cell's option is ignored
     with pytest.raises(ConfigError, match="num_layers"):
         StackedRecurrent("lstm", 4, num_layers=0).init(jax.random.key(0), jnp.ones((1, 2, 3)))
     with pytest.raises(ConfigError, match=r"\[N, T, F\]"):
