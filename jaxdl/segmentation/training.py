@@ -90,9 +90,10 @@ class SegmentationConfig:
 
 
 def smoke_config(config: SegmentationConfig) -> SegmentationConfig:
-    """A few-second version of ``config``: tiny widths, 64 train / 32 test images, 3 steps."""
+    """A few-second version of ``config``: the model's tiny smoke widths, 64 train / 32 test images, 3 steps."""
     entry = models.info(config.model)
-    return dataclasses.replace(config, model_options=dict(entry.smoke_overrides), num_train=64, num_test=32,
+    return dataclasses.replace(config, model_options={**config.model_options, **dict(entry.smoke_overrides)},
+                               num_train=64, num_test=32,
                                image_size=64, epochs=1, batch_size=16, steps_per_epoch=3)
 
 
@@ -271,3 +272,59 @@ def overlay_figure(images: np.ndarray, labels: np.ndarray, predictions: np.ndarr
 
 def summary_line(summary: dict[str, Any]) -> str:
     return json.dumps({k: summary[k] for k in ("model", "test_mean_iou", "test_pixel_accuracy", "train_seconds")})
+
+
+def run_segmentation_experiment(get_config: Callable[[], SegmentationConfig], name: str, argv=None, *,
+                                model_choices: tuple[str, ...] = ()) -> dict:
+    """The ``main`` of a segmentation experiment script: ``--out``, ``--smoke``, ``--epochs`` and, when the
+    script offers ``model_choices``, ``--model`` (then ``get_config(model)`` builds that model's recipe)."""
+    import argparse
+    import sys
+
+    from jaxdl.errors import JaxdlError
+
+    parser = argparse.ArgumentParser(description=(get_config.__doc__ or "").strip().splitlines()[0])
+    parser.add_argument("--out", default=f"runs/{name}")
+    parser.add_argument("--smoke", action="store_true", help="shrink to a few seconds (used by the tests)")
+    if model_choices:
+        parser.add_argument("--model", choices=model_choices, default=None, help="another variant, same recipe")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true", help="print only the final line")
+    args = parser.parse_args(argv)
+    try:
+        config = get_config(args.model) if getattr(args, "model", None) else get_config()
+        if args.epochs:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        if args.smoke:
+            config = smoke_config(config)
+        return fit_segmentation(config, args.out, log=None if args.no_progress else print)
+    except JaxdlError as err:  # bad input: one line, exit code 2
+        print(f"{name}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def segment_train_command(args) -> int:
+    """``jaxdl segment-train``: build a :class:`SegmentationConfig` from the parsed flags and fit it."""
+    import ast
+
+    options: dict[str, Any] = {}
+    for item in args.model_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-option expects KEY=VALUE (e.g. width=0.125), got {item!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value  # a plain string such as backbone=vgg16_bn
+    config = SegmentationConfig(model=args.model, model_options=options, num_train=args.num_train,
+                                num_test=args.num_test, image_size=args.image_size, epochs=args.epochs,
+                                batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    if args.smoke:
+        config = smoke_config(config)
+    try:
+        models.create(config.model, num_classes=4, **config.model_options)
+    except ValueError as err:  # an option the model lacks: bad input, not a crash
+        raise ConfigError(str(err)) from None
+    summary = fit_segmentation(config, args.out)
+    print(summary_line(summary))
+    return 0
