@@ -9,7 +9,8 @@ import pytest
 
 from jaxdl.cli import main
 from jaxdl.data.shapes import make_shapes
-from jaxdl.segmentation.training import SegmentationConfig, segmentation_batches
+from jaxdl.segmentation import training
+from jaxdl.segmentation.training import SegmentationConfig, fit_segmentation, segmentation_batches, smoke_config
 from jaxdl.errors import ConfigError
 
 
@@ -22,10 +23,10 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def test_segment_train_smoke_writes_the_run(capsys, tmp_path):
-    code, out, _ = run(capsys, "segment-train", "--model", "fcn8s", "--smoke", "--out", str(tmp_path / "run"))
-    assert code == 0
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+def test_smoke_fit_writes_the_run(tmp_path):
+    summary = fit_segmentation(smoke_config(SegmentationConfig(model="fcn8s")), tmp_path / "run", log=None)
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
     assert summary["model"] == "fcn8s" and summary["epochs"] == 1 and summary["steps"] == 3
     assert 0.0 <= summary["test_mean_iou"] <= 1.0 and 0.0 <= summary["test_pixel_accuracy"] <= 1.0
     assert summary["class_names"] == ["background", "circle", "square", "triangle"]
@@ -33,7 +34,24 @@ def test_segment_train_smoke_writes_the_run(capsys, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["step"] == 3
     assert (tmp_path / "run" / "predictions.png").stat().st_size > 1000
-    assert json.loads(out.strip().splitlines()[-1])["model"] == "fcn8s"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"] == "fcn8s"
+
+
+def test_segment_train_builds_the_config(capsys, tmp_path, monkeypatch):
+    """The CLI maps its flags onto SegmentationConfig (the fit itself is tested above)."""
+    seen = {}
+
+    def fake_fit(config, out, log=print):
+        seen["config"], seen["out"] = config, out
+        return {"model": config.model, "test_mean_iou": 0.5, "test_pixel_accuracy": 0.9, "train_seconds": 1.0}
+
+    monkeypatch.setattr(training, "fit_segmentation", fake_fit)
+    code, out, _ = run(capsys, "segment-train", "--model", "segnet", "--model-option", "width=0.125",
+                       "--epochs", "3", "--learning-rate", "0.01", "--out", str(tmp_path / "r"))
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["test_mean_iou"] == 0.5
+    config = seen["config"]
+    assert (config.model, config.model_options, config.epochs, config.learning_rate) == ("segnet", {"width": 0.125},
+                                                                                          3, 0.01)
 
 
 @pytest.mark.parametrize("argv, expected", [
