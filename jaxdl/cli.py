@@ -168,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list data sets")
 
+    g = sub.add_parser("segment-train", help="train a segmentation model on the generated shapes set",
+                       description="Train FCN / SegNet / DeconvNet on the shapes set; prints mean IoU.")
+    g.add_argument("--model", default="fcn8s", help="fcn32s, fcn16s, fcn8s, segnet, deconvnet")
+    g.add_argument("--out", default="runs/segment")
+    g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model field, e.g. width=0.125 (repeatable; values parsed as Python literals)")
+    for flag, kind, default in (("--epochs", int, 10), ("--batch-size", int, 32), ("--num-train", int, 2000),
+                                ("--num-test", int, 500), ("--image-size", int, 64), ("--learning-rate", float, 1e-3),
+                                ("--seed", int, 0)):
+        g.add_argument(flag, type=kind, default=default)
+    g.add_argument("--smoke", action="store_true", help="a few seconds: tiny widths, 3 steps")
+
     d = sub.add_parser("download", help="download a data set (needs internet; checksums verified)")
     d.add_argument("dataset")
     d.add_argument("--dest", default=None, help="destination folder (default ~/.cache/jaxdl)")
@@ -339,9 +351,15 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment_train(args: argparse.Namespace) -> int:
+    from jaxdl.segmentation.training import segment_train_command
+
+    return segment_train_command(args)
+
+
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
             "download": _cmd_download, "finetune": _cmd_finetune,
-            "extract": _cmd_extract}
+            "extract": _cmd_extract, "segment-train": _cmd_segment_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,3 +31,7 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 del _module
 
 from jaxdl.models.introspect import feature_info, count_params, layer_table  # noqa: E402
+
+# Families living outside this package (their models take zoo backbones by name, so they import
+# this package): importing them here makes available()/create() complete whatever is imported first.
+importlib.import_module("jaxdl.segmentation")

@@ -28,6 +28,8 @@ from jaxdl.train.state import TrainState
 __all__ = ["train_step", "eval_step", "predict_step", "step_keys"]
 
 Prepare = Callable[[jax.Array, jax.Array, bool], jax.Array]
+# (logits, labels, per_example_loss[, mask]) -> dict of metric sums for the batch.
+MetricsFn = Callable[..., dict[str, jax.Array]]
 
 
 def step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
@@ -44,14 +46,15 @@ def _aux_loss(aux: Any, labels: jax.Array, loss_fn: LossFn) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
-               prepare: Prepare | None = None, axis_name: str | None = None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               prepare: Prepare | None = None, axis_name: str | None = None,
+               metrics_fn: MetricsFn = classification_sums) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on ``batch``; returns the new state and metric sums for the batch.
 
     Metrics: ``loss`` (mean main loss, for the non-finite check and the progress bar),
     ``loss_sum``, ``correct``, ``correct5``, ``count`` (sums over the batch), ``total_loss``
     (main + auxiliary terms, the quantity differentiated). With ``axis_name`` (pmap / shard_map)
-    gradients are averaged across devices.
+    gradients are averaged across devices. ``metrics_fn(logits, labels, per_example_loss)`` gives
+    the sums (segmentation passes ``jaxdl.segmentation.segmentation_sums``: a confusion matrix).
     """
     aug_key, dropout_key = step_keys(state)
     images = batch["image"] if prepare is None else prepare(aug_key, batch["image"], True)
@@ -73,18 +76,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossF
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
     new_state = state.apply_gradients(grads, batch_stats)
-    metrics = classification_sums(logits, labels, per_example)
+    metrics = metrics_fn(logits, labels, per_example)
     metrics["loss"] = main
     metrics["total_loss"] = total
     return new_state, metrics
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
-              prepare: Prepare | None = None) -> dict[str, jax.Array]:
+              prepare: Prepare | None = None, metrics_fn: MetricsFn = classification_sums) -> dict[str, jax.Array]:
     """Metric sums on ``batch`` in inference mode (running BatchNorm statistics, no dropout)."""
     images = batch["image"] if prepare is None else prepare(jax.random.PRNGKey(0), batch["image"], False)
     logits = state.apply_fn(state.variables, images, train=False)
-    return classification_sums(logits, batch["label"], loss_fn(logits, batch["label"]), batch.get("mask"))
+    return metrics_fn(logits, batch["label"], loss_fn(logits, batch["label"]), batch.get("mask"))
 
 
 def predict_step(state: TrainState, images: jax.Array, *, prepare: Prepare | None = None) -> jax.Array:
