@@ -23,6 +23,7 @@ from jaxdl.data.images import read_image_folder, read_zip
 from jaxdl.data.loader import batches, epoch_order, num_batches, prefetch_to_device, train_val_split
 from jaxdl.data.preprocess import channel_stats, to_model_input
 from jaxdl.data.search import cache_dir, search_roots
+from jaxdl.data.shapes import ShapesSet, make_shapes
 
 __all__ = [
     "Dataset", "DatasetInfo", "load", "available", "info", "locate", "PATH_SPECS",
@@ -30,5 +31,5 @@ __all__ = [
     "download", "DOWNLOADS", "RemoteFile", "cache_dir", "search_roots",
     "epoch_order", "num_batches", "batches", "train_val_split", "prefetch_to_device",
     "random_crop", "random_flip", "normalize", "random_erasing", "make_augment", "AUGMENTATIONS",
-    "to_model_input", "channel_stats",
+    "to_model_input", "channel_stats", "make_shapes", "ShapesSet",
 ]
