@@ -37,7 +37,7 @@ def scale_crop(images, boxes, classes, masks=None, scale=None, offset=None, min_
     top-left corner is ``offset <f>[N, 2]`` (x, y) pixels of the zoomed image, i.e. a crop of a
     rescaled image at the original size. Boxes are scaled, shifted and clipped to the window;
     an object left with less than ``min_visible`` of its (scaled) area gets class -1 and a zero
-    box. Images are resampled bilinearly, masks by nearest neighbour.
+    box. Images and masks are resampled bilinearly (masks thresholded at 0.5).
     """
     n, h, w, c = images.shape
     scale = jnp.ones((n,)) if scale is None else scale
@@ -57,7 +57,7 @@ def scale_crop(images, boxes, classes, masks=None, scale=None, offset=None, min_
     boxes = jnp.where(keep[..., None], clipped, 0.0)
     classes = jnp.where(keep, classes, -1)
     if masks is not None:
-        m = jax.vmap(jax.vmap(lambda mk, s, o: warp(mk.astype(jnp.float32)[..., None], s, o, "nearest")[..., 0],
+        m = jax.vmap(jax.vmap(lambda mk, s, o: warp(mk.astype(jnp.float32)[..., None], s, o, "linear")[..., 0],
                               in_axes=(0, None, None)))(masks, scale, offset)
         masks = jnp.where(keep[..., None, None], m > 0.5, False).astype(masks.dtype)
     return out, boxes, classes, masks
