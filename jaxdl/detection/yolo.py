@@ -136,7 +136,10 @@ class YOLOv1(nn.Module):
 
     def loss(self, x: jax.Array, targets: dict[str, jax.Array], train: bool = True) -> tuple[jax.Array, dict]:
         """Eq. 3 of the paper, summed over cells and boxes, averaged over images."""
-        raw = self.raw(x, train)
+        return self.loss_from_raw(self.raw(x, train), targets)
+
+    def loss_from_raw(self, raw: jax.Array, targets: dict[str, jax.Array]) -> tuple[jax.Array, dict]:
+        """The loss of network outputs ``raw <f32>[N, S, S, 5B + C]`` (after sigmoid / softmax)."""
         n, s, b = raw.shape[0], self.grid, self.boxes_per_cell
         t = jax.vmap(lambda bx, c: yolo_targets(bx, c, s, self.image_size))(targets["boxes"], targets["classes"])
         boxes, p, conf = self._decode(raw)
