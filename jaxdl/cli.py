@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dataset")
     d.add_argument("--dest", default=None, help="destination folder (default ~/.cache/jaxdl)")
     d.add_argument("--force", action="store_true")
+
+    from jaxdl.detection.experiment import add_detect_train_arguments
+    add_detect_train_arguments(sub.add_parser("detect-train", help="train a detector on the generated shapes set "
+                                              "and print its mAP (see docs/detection.md)"))
     return parser
 
 
@@ -357,9 +361,15 @@ def _cmd_segment_train(args: argparse.Namespace) -> int:
     return segment_train_command(args)
 
 
+def _cmd_detect_train(args: argparse.Namespace) -> int:
+    from jaxdl.detection.experiment import cmd_detect_train
+
+    return cmd_detect_train(args)
+
+
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
-            "download": _cmd_download, "finetune": _cmd_finetune,
-            "extract": _cmd_extract, "segment-train": _cmd_segment_train}
+            "download": _cmd_download, "finetune": _cmd_finetune, "extract": _cmd_extract,
+            "segment-train": _cmd_segment_train, "detect-train": _cmd_detect_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,12 @@
+"""Object detection: box ops, anchors, NMS, metrics, annotation formats and the classic detectors.
+
+* :mod:`~jaxdl.detection.boxes` - IoU, R-CNN box encoding/decoding, clipping.
+* :mod:`~jaxdl.detection.anchors` - Faster R-CNN anchors, SSD default boxes.
+* :mod:`~jaxdl.detection.nms` - static-size, batched, class-aware NMS.
+* RoI pooling / RoI Align live in :mod:`jaxdl.nn.roi` (layers shared with segmentation).
+"""
+
+from jaxdl.detection.anchors import anchor_grid, ssd_default_boxes, ssd_scales  # noqa: F401
+from jaxdl.detection.boxes import (box_area, box_iou, box_iou_elementwise, clip_boxes, cxcywh_to_xyxy,  # noqa: F401
+                                   decode_boxes, encode_boxes, xyxy_to_cxcywh)
+from jaxdl.detection.nms import batched_nms, nms, nms_mask  # noqa: F401

@@ -1,0 +1,46 @@
+"""The detectors by name (the classifier registry in ``jaxdl.models`` is for ``x -> logits``
+models; detectors have another call signature and live in this table).
+
+``create_detector("yolo_v1", num_classes=3, image_size=64)`` -> a flax module with
+``__call__(x) -> detections`` and ``loss(x, targets) -> (loss, parts)`` (see
+:mod:`jaxdl.detection.train`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+from jaxdl.detection.faster_rcnn import FasterRCNN
+from jaxdl.detection.ssd import SSD
+from jaxdl.detection.yolo import YOLOv1
+from jaxdl.errors import ConfigError
+
+__all__ = ["DETECTORS", "create_detector", "available_detectors"]
+
+DETECTORS = {
+    "yolo_v1": YOLOv1,
+    "ssd": SSD,
+    "faster_rcnn": FasterRCNN,
+    "mask_rcnn": functools.partial(FasterRCNN, mask_head=True),
+}
+
+
+def available_detectors() -> list[str]:
+    return sorted(DETECTORS)
+
+
+def create_detector(name: str, **kwargs):
+    """Build the detector ``name`` with field overrides ``kwargs``.
+
+    Raises:
+      ConfigError: unknown name (valid ones and close matches listed) or unknown field.
+    """
+    if name not in DETECTORS:
+        close = difflib.get_close_matches(str(name), list(DETECTORS), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ConfigError(f"unknown detector {name!r}{hint}; valid detectors: {', '.join(available_detectors())}")
+    try:
+        return DETECTORS[name](**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"bad option for detector {name!r}: {e}") from None
