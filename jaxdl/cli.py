@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--keep-checkpoints", type=_positive_int, default=None)
+    # scale and speed (docs/performance.md)
+    t.add_argument("--parallel", default=None, choices=("none", "jit", "pmap"),
+                   help="data parallel over devices: jit (Mesh + NamedSharding) or pmap")
+    t.add_argument("--devices", type=_positive_int, default=None, help="devices for --parallel (default all)")
+    t.add_argument("--precision", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="compute dtype (params and optimizer state stay float32; float16 adds loss scaling)")
+    t.add_argument("--remat", action="store_true", default=None, help="rematerialise activations (jax.checkpoint)")
+    t.add_argument("--data-on-device", action="store_true", default=None,
+                   help="keep the training set in device memory and gather batches there")
+    t.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port (or JAXDL_COORDINATOR)")
+    t.add_argument("--num-processes", type=_positive_int, default=None, help="multi-host: JAXDL_NUM_PROCESSES")
+    t.add_argument("--process-id", type=int, default=None, help="multi-host: JAXDL_PROCESS_ID")
     t.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -155,7 +167,8 @@ _TRAIN_FLAGS = {  # CLI flag attribute -> TrainConfig field
     "schedule": "schedule", "loss": "loss", "label_smoothing": "label_smoothing", "val_fraction": "val_fraction",
     "train_limit": "train_limit", "test_limit": "test_limit", "input_size": "input_size", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
     "keep_checkpoints": "keep_checkpoints", "model_options": "model_options",
-    "schedule_options": "schedule_options",
+    "schedule_options": "schedule_options", "parallel": "parallel", "devices": "devices", "precision": "precision",
+    "remat": "remat", "data_on_device": "data_on_device",
 }
 
 
@@ -200,7 +213,9 @@ def _validate_names(config) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from jaxdl.train import fit
+    from jaxdl.train.parallel import initialize_distributed
 
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without a coordinator
     progress = True if args.progress else (False if args.no_progress else None)
     if args.resume:
         given = [f for f in _TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]

@@ -120,6 +120,7 @@ class _ResidualBlock(nn.Module):
     act: Callable[[jax.Array], jax.Array] = nn.relu
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     expansion: ClassVar[int] = 1
     preact: ClassVar[bool] = False
@@ -136,7 +137,7 @@ class _ResidualBlock(nn.Module):
 
     def _norm(self, train: bool, name: str, zero: bool = False) -> nn.Module:
         kw = {"scale_init": nn.initializers.zeros_init()} if zero else {}
-        return batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name=name, **kw)
+        return batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name=name, **kw)
 
     def _shortcut(self, x: jax.Array, train: bool, with_norm: bool) -> jax.Array:
         """Identity, or (when stride or channels change) option A zero padding or a projection."""
@@ -351,6 +352,7 @@ class ResNet(nn.Module):
     act: Callable[[jax.Array], jax.Array] = nn.relu
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     def _block_class(self) -> type:
         block = BLOCKS.get(self.block, None) if isinstance(self.block, str) else self.block
@@ -382,7 +384,7 @@ class ResNet(nn.Module):
     def _stem(self, x: jax.Array, train: bool, activate: bool) -> jax.Array:
         stem_width = self.width if self.stem_width is None else self.stem_width
         conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype, kernel_init=he_normal_fan_out)
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         if self.stem == "deep":
             for i, (features, stride) in enumerate(((stem_width, 2), (stem_width, 1), (2 * stem_width, 1)), 1):
                 x = conv(features, (3, 3), strides=(stride, stride), padding=_pad(3), name=f"stem_conv{i}")(x)
@@ -431,6 +433,7 @@ class ResNet(nn.Module):
                     zero_init_residual=self.zero_init_residual,
                     skip_preact=block_cls.preact and stem_activates and index == 0,
                     frozen_bn=self.frozen_bn,
+                    bn_axis_name=self.bn_axis_name,
                     act=self.act,
                     conv=self.conv,
                     dtype=self.dtype,
@@ -441,7 +444,7 @@ class ResNet(nn.Module):
                 return taps.result
 
         if block_cls.preact:
-            x = self.act(batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name="final_bn")(x))
+            x = self.act(batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name="final_bn")(x))
         x = jnp.mean(x, axis=(1, 2))
         if taps.add("pre_logits", x):
             return taps.result
