@@ -353,6 +353,7 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     conv: Any = Conv
     bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
+    remat: bool = False  # recompute each residual block's activations in the backward pass (jax.checkpoint)
 
     def _block_class(self) -> type:
         block = BLOCKS.get(self.block, None) if isinstance(self.block, str) else self.block
@@ -417,9 +418,12 @@ class ResNet(nn.Module):
 
         rates = linear_drop_path_rates(self.drop_path_rate, sum(int(n) for n in self.stage_sizes))
         index = 0
+        # remat: only block inputs are kept for the backward pass; the block's inner activations are
+        # recomputed (memory ~ one block instead of all; about one extra forward of compute).
+        make_block = nn.remat(block_cls, static_argnums=(2,)) if self.remat else block_cls  # (self, x, train)
         for s, num_blocks in enumerate(self.stage_sizes):
             for b in range(int(num_blocks)):
-                x = block_cls(
+                x = make_block(
                     planes=self.width * 2 ** s,
                     strides=2 if s > 0 and b == 0 else 1,
                     groups=self.groups,

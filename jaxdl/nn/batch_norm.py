@@ -47,38 +47,29 @@ def example_mask_tree(batch_stats: Any, mask: jax.Array) -> Any:
     return walk(dict(batch_stats)) if batch_stats else {}
 
 
-class BatchNorm(nn.Module):
-    """Batch normalisation over all axes but ``axis`` (NHWC: over N, H, W).
+class BatchNorm(nn.BatchNorm):
+    """``flax.linen.BatchNorm`` (same fields, variables, ``isinstance``) with exact cross-device statistics.
 
-    Attributes:
+    Batch normalisation over all axes but ``axis`` (NHWC: over N, H, W). Fields as flax's; the
+    ones that matter here:
       use_running_average: normalise with the running statistics (inference / frozen BN).
       momentum: running-average decay (flax convention: 0.9 == torch momentum 0.1).
-      epsilon: added to the variance.
-      axis_name: the pmap / shard_map axis the global batch is split over; statistics are
-        summed over it. None on one device and under jit sharding (XLA inserts the collectives).
-      dtype: output dtype (statistics are always float32).
+      axis_name: the pmap / shard_map axis the global batch is split over; sums and counts are
+        ``psum``-ed over it. None on one device and under jit sharding (XLA inserts the collectives).
+    ``axis_index_groups`` and ``use_fast_variance=False`` are not supported (ValueError).
 
     Call: ``x: <f>[N, ..., C] -> <dtype>[N, ..., C]``; optional ``mask: <f>[N]`` weights examples
     (0 = padding); without it the mask from ``EXAMPLE_MASK_COLLECTION`` is used when present.
     """
-
-    use_running_average: bool = False
-    axis: int = -1
-    momentum: float = 0.99
-    epsilon: float = 1e-5
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    use_bias: bool = True
-    use_scale: bool = True
-    bias_init: Callable[..., Any] = nn.initializers.zeros_init()
-    scale_init: Callable[..., Any] = nn.initializers.ones_init()
-    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                  mask: jax.Array | None = None) -> jax.Array:
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                              use_running_average)
+        if self.axis_index_groups is not None or not self.use_fast_variance or not isinstance(self.axis, int):
+            raise ValueError("jaxdl BatchNorm supports one feature axis, no axis_index_groups and the fast "
+                             "variance E[x^2] - E[x]^2 only")
         axis = self.axis % x.ndim
         features = x.shape[axis]
         reduce_axes = tuple(i for i in range(x.ndim) if i != axis)

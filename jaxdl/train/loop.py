@@ -39,6 +39,7 @@ from jaxdl.train.checkpoint import RunCheckpoints
 from jaxdl.train.config import TrainConfig
 from jaxdl.train.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from jaxdl.train.losses import get_loss
+from jaxdl.train.loss_scale import DynamicLossScale
 from jaxdl.train.metrics import finalize
 from jaxdl.train.parallel import DataParallel, make_data_parallel
 from jaxdl.train.state import TrainState, create_train_state
@@ -80,7 +81,41 @@ class Experiment:
 
     def init_state(self) -> TrainState:
         """A fresh single-device state (place it for training with ``self.parallel.put_state``)."""
-        return create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+        state = create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+        if self.config.precision == "float16":  # float16 gradients underflow without loss scaling
+            state = state.replace(loss_scale=DynamicLossScale.create())
+        return state
+
+    def device_batches(self, epoch: int) -> Iterator[dict[str, jax.Array]]:
+        """``--data-on-device``: the training set lives in device memory (uploaded once); each step
+        gathers its batch there from the epoch's index order (same order as the host loader)."""
+        dp, config = self.parallel, self.config
+        if dp.mode == "pmap" or jax.process_count() > 1:
+            raise ConfigError("--data-on-device works with --parallel none or jit on one host; "
+                              "drop it or use --parallel jit")
+        if getattr(self, "_device_data", None) is None:
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            place = NamedSharding(dp.mesh, PartitionSpec()) if dp.mode == "jit" else None
+            out = NamedSharding(dp.mesh, PartitionSpec(dp.mesh.axis_names[0])) if dp.mode == "jit" else None
+            self._device_data = jax.device_put((self.train_set.images, self.train_set.labels), place)
+
+            def gather(images, labels, index, mask):
+                return {"image": images[index], "label": labels[index], "mask": mask}
+
+            self._gather = jax.jit(gather, out_shardings=out)
+        images, labels = self._device_data
+        order = jdata.epoch_order(len(self.train_set), config.seed, epoch)
+        size = config.batch_size
+        multiple = dp.num_devices if dp.mode == "jit" else 1
+        padded = -(-size // multiple) * multiple
+        mask = np.concatenate([np.ones(size, np.float32), np.zeros(padded - size, np.float32)])
+        for b in range(self.steps_per_epoch):
+            index = np.concatenate([order[b * size:(b + 1) * size], np.zeros(padded - size, np.int64)])
+            batch = self._gather(images, labels, index.astype(np.int32), mask)
+            if padded == size:
+                batch.pop("mask")
+            yield batch
 
     def host_state(self, state: TrainState) -> TrainState:
         """A training state (replicated / stacked per device) as one copy on the default device:
@@ -153,8 +188,18 @@ def build_experiment(config: TrainConfig) -> Experiment:
     mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     parallel = make_data_parallel(config.parallel, config.devices)  # before the model: pmap BN needs its axis
-    model = models.create(config.model, num_classes=train_set.num_classes,
-                          **{**config.model_options, **parallel.model_overrides})
+    speed = {}
+    if config.precision != "float32":  # compute dtype; every family keeps float32 params
+        speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
+    if config.remat:
+        speed["remat"] = True
+    try:
+        model = models.create(config.model, num_classes=train_set.num_classes,
+                              **{**config.model_options, **parallel.model_overrides, **speed})
+    except ValueError as err:
+        if speed and "has no option" in str(err):
+            raise ConfigError(f"--precision / --remat need a model field the model lacks: {err}") from None
+        raise
     steps_per_epoch = jdata.num_batches(len(train_set), config.batch_size, drop_last=True)
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
@@ -267,10 +312,13 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     try:
         for epoch in range(start_epoch, config.epochs):
             epoch_start = time.perf_counter()
-            batches = jdata.batches(exp.train_set, config.batch_size, seed=config.seed, epoch=epoch, shuffle=True,
-                                    drop_last=True, shard=(jax.process_index(), jax.process_count()))
-            batches = jdata.prefetch_to_device(_take(batches, exp.steps_per_epoch), size=2,
-                                               put=dp.put_batch if dp.mode != "none" else None)
+            if config.data_on_device:
+                batches = exp.device_batches(epoch)
+            else:
+                batches = jdata.batches(exp.train_set, config.batch_size, seed=config.seed, epoch=epoch,
+                                        shuffle=True, drop_last=True, shard=(jax.process_index(), jax.process_count()))
+                batches = jdata.prefetch_to_device(_take(batches, exp.steps_per_epoch), size=2,
+                                                   put=dp.put_batch if dp.mode != "none" else None)
             sums, pending = None, None
             bar = tqdm(total=exp.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar,
                        leave=False, unit="step", dynamic_ncols=True)

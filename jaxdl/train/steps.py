@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxdl.nn import AUX_COLLECTION
 from jaxdl.nn.batch_norm import EXAMPLE_MASK_COLLECTION, example_mask_tree
+from jaxdl.train.loss_scale import all_finite
 from jaxdl.train.losses import LossFn
 from jaxdl.train.metrics import classification_sums
 from jaxdl.train.state import TrainState
@@ -59,6 +60,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossF
     ``psum`` of the counts and gradients are ``psum``-ed -- so the step equals one step on the
     global batch even when devices hold different numbers of real examples; metrics are summed
     over devices. Dropout and augmentation keys are folded with the device index.
+
+    With ``state.loss_scale`` (float16) the differentiated loss is multiplied by the scale and
+    the gradients divided by it; a step whose gradients are not finite leaves params and
+    optimizer state unchanged and halves the scale (metric ``loss_scale``).
     """
     aug_key, dropout_key = step_keys(state)
     if axis_name is not None:
@@ -89,15 +94,23 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossF
         per_example = loss_fn(logits, labels)
         main = masked_mean(per_example)
         total = main + _aux_loss(updates.get(AUX_COLLECTION, {}), labels, loss_fn, masked_mean)
-        return total, (logits, per_example, main, total, updates.get("batch_stats", state.batch_stats))
+        scaled = total if state.loss_scale is None else state.loss_scale.scale_loss(total)
+        return scaled, (logits, per_example, main, total, updates.get("batch_stats", state.batch_stats))
 
     grads, (logits, per_example, main, total, batch_stats) = jax.grad(compute_loss, has_aux=True)(state.params)
+    if state.loss_scale is not None:
+        grads = state.loss_scale.unscale(grads)
     metrics = classification_sums(logits, labels, per_example, mask)
     metrics["loss"] = main
     metrics["total_loss"] = total
     if axis_name is not None:  # each device holds its share of the global mean: sum the shares
         grads, metrics = jax.lax.psum((grads, metrics), axis_name)
     new_state = state.apply_gradients(grads, batch_stats)
+    if state.loss_scale is not None:  # float16: skip the update when the scaled gradients overflowed
+        finite = all_finite(grads)
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+        new_state = new_state.replace(step=state.step + 1, loss_scale=state.loss_scale.adjust(finite))
+        metrics["loss_scale"] = state.loss_scale.scale
     return new_state, metrics
 
 
