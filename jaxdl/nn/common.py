@@ -9,12 +9,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxdl.nn.batch_norm import BatchNorm
+from jaxdl.nn.fast_conv import FastConv
 
 __all__ = ["Conv", "FeatureTaps", "batch_norm", "sow_aux_logits", "AUX_COLLECTION"]
 
 # The convolution layer of every family. Families take it as a dataclass field
-# (`conv: ModuleDef = Conv`) so a faster backend-specific kernel can be swapped in one place.
-Conv = nn.Conv
+# (`conv: ModuleDef = Conv`) so a faster backend-specific kernel can be swapped in one place:
+# FastConv is nn.Conv (same params) with a matmul kernel gradient on XLA:CPU (jaxdl/nn/fast_conv.py);
+# JAXDL_FAST_CONV=0 or `conv=nn.Conv` gives the stock layer.
+Conv = FastConv
 
 # Collection into which auxiliary classifiers sow their logits during training.
 AUX_COLLECTION = "aux_logits"
