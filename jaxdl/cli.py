@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--family", default=None)
     m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
 
+    b = sub.add_parser("bench", help="training / inference throughput, compile time, memory, FLOP/s (JSON)")
+    b.add_argument("--models", default="resnet18", help="comma-separated registered names")
+    b.add_argument("--batch-sizes", default="64")
+    b.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16, float16")
+    b.add_argument("--input-size", type=_positive_int, default=None, help="square input (default: the model's)")
+    b.add_argument("--model-options", type=_key_values, default=None, metavar="K=V,...")
+    b.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repeat")
+    b.add_argument("--repeats", type=_positive_int, default=3)
+    b.add_argument("--out", default=None, help="write the report as JSON here")
     s = sub.add_parser("summary", help="per-layer table of a model")
     s.add_argument("model")
     s.add_argument("--num-classes", type=int, default=None)
@@ -295,7 +304,15 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from jaxdl.train.benchmark import run_bench_command
+
+    run_bench_command(args.models, args.batch_sizes, args.dtypes, args.input_size, args.steps, args.repeats,
+                      args.out, args.model_options)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "bench": _cmd_bench, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
             "download": _cmd_download}
 
 
