@@ -157,6 +157,16 @@ def _padded_batches(dataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]
         yield {"image": images, "label": labels, "mask": mask}
 
 
+def _model_fields(name: str) -> set[str]:
+    """The dataclass fields of a registered model (empty when they cannot be read)."""
+    import dataclasses
+
+    builder = models.info(name).builder
+    while hasattr(builder, "func"):
+        builder = builder.func
+    return {f.name for f in dataclasses.fields(builder)} if dataclasses.is_dataclass(builder) else set()
+
+
 def build_experiment(config: TrainConfig) -> Experiment:
     """Load data, build the model, the optimizer and the compiled steps for ``config``."""
     model_info = models.info(config.model)  # ValueError with close names for an unknown model
@@ -193,9 +203,12 @@ def build_experiment(config: TrainConfig) -> Experiment:
         speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
     if config.remat:
         speed["remat"] = True
+    sync = parallel.model_overrides
+    if sync and "bn_axis_name" not in _model_fields(config.model):
+        sync = {}  # no BatchNorm in this family: nothing to synchronise across devices
     try:
         model = models.create(config.model, num_classes=train_set.num_classes,
-                              **{**config.model_options, **parallel.model_overrides, **speed})
+                              **{**config.model_options, **sync, **speed})
     except ValueError as err:
         if speed and "has no option" in str(err):
             raise ConfigError(f"--precision / --remat need a model field the model lacks: {err}") from None
