@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=_positive_int, default=None, help="cap steps per epoch")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--keep-checkpoints", type=_positive_int, default=None)
+    # scale and speed (docs/performance.md)
+    t.add_argument("--parallel", default=None, choices=("none", "jit", "pmap"),
+                   help="data parallel over devices: jit (Mesh + NamedSharding) or pmap")
+    t.add_argument("--devices", type=_positive_int, default=None, help="devices for --parallel (default all)")
+    t.add_argument("--precision", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="compute dtype (params and optimizer state stay float32; float16 adds loss scaling)")
+    t.add_argument("--remat", action="store_true", default=None, help="rematerialise activations (jax.checkpoint)")
+    t.add_argument("--data-on-device", action="store_true", default=None,
+                   help="keep the training set in device memory and gather batches there")
+    t.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port (or JAXDL_COORDINATOR)")
+    t.add_argument("--num-processes", type=_positive_int, default=None, help="multi-host: JAXDL_NUM_PROCESSES")
+    t.add_argument("--process-id", type=int, default=None, help="multi-host: JAXDL_PROCESS_ID")
     t.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -161,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--family", default=None)
     m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
 
+    b = sub.add_parser("bench", help="training / inference throughput, compile time, memory, FLOP/s (JSON)")
+    b.add_argument("--models", default="resnet18", help="comma-separated registered names")
+    b.add_argument("--batch-sizes", default="64")
+    b.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16, float16")
+    b.add_argument("--input-size", type=_positive_int, default=None, help="square input (default: the model's)")
+    b.add_argument("--model-options", type=_key_values, default=None, metavar="K=V,...")
+    b.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repeat")
+    b.add_argument("--repeats", type=_positive_int, default=3)
+    b.add_argument("--out", default=None, help="write the report as JSON here")
     s = sub.add_parser("summary", help="per-layer table of a model")
     s.add_argument("model")
     s.add_argument("--num-classes", type=int, default=None)
@@ -197,7 +218,8 @@ _TRAIN_FLAGS = {  # CLI flag attribute -> TrainConfig field
     "schedule": "schedule", "loss": "loss", "label_smoothing": "label_smoothing", "val_fraction": "val_fraction",
     "train_limit": "train_limit", "test_limit": "test_limit", "input_size": "input_size", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
     "keep_checkpoints": "keep_checkpoints", "model_options": "model_options",
-    "schedule_options": "schedule_options",
+    "schedule_options": "schedule_options", "parallel": "parallel", "devices": "devices", "precision": "precision",
+    "remat": "remat", "data_on_device": "data_on_device",
 }
 
 
@@ -242,7 +264,9 @@ def _validate_names(config) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from jaxdl.train import fit
+    from jaxdl.train.parallel import initialize_distributed
 
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without a coordinator
     progress = True if args.progress else (False if args.no_progress else None)
     if args.resume:
         given = [f for f in _TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
@@ -367,9 +391,17 @@ def _cmd_detect_train(args: argparse.Namespace) -> int:
     return cmd_detect_train(args)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from jaxdl.train.benchmark import run_bench_command
+
+    run_bench_command(args.models, args.batch_sizes, args.dtypes, args.input_size, args.steps, args.repeats,
+                      args.out, args.model_options)
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
             "download": _cmd_download, "finetune": _cmd_finetune, "extract": _cmd_extract,
-            "segment-train": _cmd_segment_train, "detect-train": _cmd_detect_train}
+            "segment-train": _cmd_segment_train, "detect-train": _cmd_detect_train, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,10 @@ def test_script_has_config_and_runs_in_smoke_mode(path, tmp_path):
     assert "Command" in module.__doc__
     if "fashion" in path.stem and not fashion_available():
         pytest.skip("Fashion-MNIST not found: apt-get install dataset-fashion-mnist")
+    if path.stem in ("benchmark", "torch_side_by_side", "conv_cpu"):  # timing scripts: a JSON report, no training run
+        assert module.main(["--smoke", "--out", str(tmp_path)]) == 0
+        assert (tmp_path / f"{path.stem}.json").is_file()
+        return
     if path.stem == "zoo_fashion_mnist":
         assert module.main(["--smoke", "--models", "resnet20", "--out", str(tmp_path)]) == 0
         assert (tmp_path / "resnet20" / "summary.json").is_file()

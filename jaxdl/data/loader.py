@@ -45,7 +45,8 @@ def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
 
 
 def batches(dataset: Dataset, batch_size: int, *, seed: int = 0, epoch: int = 0, shuffle: bool = True,
-            drop_last: bool = True, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+            drop_last: bool = True, start: int = 0, shard: tuple[int, int] = (0, 1)
+            ) -> Iterator[dict[str, np.ndarray]]:
     """Yield ``{"image": <u8>[B, H, W, C], "label": <i32>[B]}`` for one epoch, from batch ``start`` on.
 
     Args:
@@ -54,7 +55,16 @@ def batches(dataset: Dataset, batch_size: int, *, seed: int = 0, epoch: int = 0,
         compilation); otherwise the last may be smaller (evaluation).
       seed, epoch: select the order (see :func:`epoch_order`); ignored when ``shuffle=False``.
       start: index of the first batch to yield, to resume mid-epoch.
+      shard: ``(process_index, process_count)``: yield only this process's contiguous
+        ``B / process_count`` slice of every global batch (multi-host data parallelism; the
+        global batches, and so the run, do not depend on how many processes read them).
     """
+    index, count = (int(shard[0]), int(shard[1]))
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    if batch_size % count:
+        raise ConfigError(f"the global batch size {batch_size} must be divisible by the {count} processes "
+                          f"that read it; use a batch size that is a multiple of {count}")
     n = len(dataset)
     total = num_batches(n, batch_size, drop_last)
     _check_nonnegative(start=start)
@@ -64,6 +74,9 @@ def batches(dataset: Dataset, batch_size: int, *, seed: int = 0, epoch: int = 0,
     order = epoch_order(n, seed, epoch) if shuffle else np.arange(n)
     for b in range(int(start), total):
         idx = order[b * batch_size:(b + 1) * batch_size]
+        if count > 1:
+            per = len(idx) // count if drop_last else -(-len(idx) // count)
+            idx = idx[index * per:(index + 1) * per]
         yield {"image": dataset.images[idx], "label": dataset.labels[idx]}
 
 
@@ -102,7 +115,8 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch_to_device(iterator: Iterable[Any], size: int = 2, sharding: Any = None) -> Iterator[Any]:
+def prefetch_to_device(iterator: Iterable[Any], size: int = 2, sharding: Any = None,
+                       put: Any = None) -> Iterator[Any]:
     """Move batches to the device with ``jax.device_put`` in a background thread, ``size`` ahead.
 
     Host work (indexing, decoding) and the transfer overlap the device's compute on the
@@ -114,6 +128,8 @@ def prefetch_to_device(iterator: Iterable[Any], size: int = 2, sharding: Any = N
       size: how many batches to hold on device ahead of the consumer (>= 1).
       sharding: passed to ``jax.device_put`` (e.g. a ``NamedSharding`` splitting the batch
         axis over devices); None puts on the default device.
+      put: ``put(batch) -> device batch`` used instead of ``jax.device_put`` (data-parallel
+        placement: padding, per-process assembly; ``jaxdl.train.parallel.DataParallel.put_batch``).
     """
     import jax  # host-only module otherwise; imported here so numpy-only use stays light
 
@@ -122,7 +138,7 @@ def prefetch_to_device(iterator: Iterable[Any], size: int = 2, sharding: Any = N
     buffer: queue.Queue = queue.Queue(maxsize=int(size))
     stop = threading.Event()
 
-    def put(item) -> bool:
+    def put_item(item) -> bool:
         while not stop.is_set():
             try:
                 buffer.put(item, timeout=0.1)
@@ -134,11 +150,11 @@ def prefetch_to_device(iterator: Iterable[Any], size: int = 2, sharding: Any = N
     def produce():
         try:
             for batch in iterator:
-                if not put(jax.device_put(batch, sharding)):
+                if not put_item(jax.device_put(batch, sharding) if put is None else put(batch)):
                     return
-            put(_END)
+            put_item(_END)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            put(_Failure(e))
+            put_item(_Failure(e))
 
     thread = threading.Thread(target=produce, name="jaxdl-prefetch", daemon=True)
     thread.start()

@@ -120,10 +120,11 @@ class DenseLayer(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, inputs: Sequence[jax.Array], train: bool = False) -> jax.Array:
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         x = jnp.concatenate(list(inputs), axis=-1) if len(inputs) > 1 else inputs[0]
         if self.bn_size:
             x = nn.relu(norm(name="norm1")(x))
@@ -152,10 +153,11 @@ class Transition(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.relu(batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name="norm")(x))
+        x = nn.relu(batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name="norm")(x))
         x = self.conv(self.out_channels, (1, 1), use_bias=False, padding=((0, 0), (0, 0)), dtype=self.dtype,
                       name="conv")(x)
         if self.dropout_rate > 0:
@@ -201,6 +203,7 @@ class DenseNet(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     def _check(self, x: jax.Array) -> None:
         if self.stem not in ("imagenet", "cifar"):
@@ -238,7 +241,7 @@ class DenseNet(nn.Module):
         num_blocks = len(self.block_config)
         taps = FeatureTaps(features, valid=("stem", *(f"stage{i + 1}" for i in range(num_blocks)),
                                             "pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         init_features = self.num_init_features or 2 * self.growth_rate
 
         x = jnp.asarray(x, self.dtype)
@@ -263,12 +266,12 @@ class DenseNet(nn.Module):
             pieces = [x]
             for j in range(n_layers):
                 layer = layer_cls(self.growth_rate, self.bn_size, self.dropout_rate, self.frozen_bn, self.dtype,
-                                  self.conv, name=f"stage{i + 1}_layer{j}")
+                                  self.conv, self.bn_axis_name, name=f"stage{i + 1}_layer{j}")
                 pieces.append(layer(pieces, train))
             x = jnp.concatenate(pieces, axis=-1)
             if i < num_blocks - 1:
                 x = Transition(channels[i][1], self.dropout_rate, self.frozen_bn, self.dtype, self.conv,
-                               name=f"transition{i + 1}")(x, train)
+                               self.bn_axis_name, name=f"transition{i + 1}")(x, train)
             else:
                 x = nn.relu(norm(name="final_norm")(x))
             if taps.add(f"stage{i + 1}", x):

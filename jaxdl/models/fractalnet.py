@@ -132,6 +132,7 @@ class ConvUnit(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -139,7 +140,7 @@ class ConvUnit(nn.Module):
                       name="conv")(x)
         if self.dropout_rate > 0:
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name="bn")(x)
+        x = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name="bn")(x)
         return nn.relu(x)
 
 
@@ -176,6 +177,7 @@ class FractalNet(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     def _dropout_rates(self) -> tuple[float, ...]:
         rates = self.dropout_rate
@@ -230,7 +232,7 @@ class FractalNet(nn.Module):
             for step, fired in enumerate(schedule):
                 fired = tuple(c for c in fired if c in active)
                 for c in fired:
-                    state[c] = ConvUnit(width, rate, self.frozen_bn, self.dtype, self.conv,
+                    state[c] = ConvUnit(width, rate, self.frozen_bn, self.dtype, self.conv, self.bn_axis_name,
                                         name=f"stage{b + 1}_col{c}_layer{layer[c]}")(state[c], train)
                     layer[c] += 1
                 if step == len(schedule) - 1:  # pool before the block's last join (paper sec. 4)

@@ -196,13 +196,14 @@ class GoogLeNet(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: ModuleDef = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features=None):
         check_nhwc(x, "googlenet")
         check_width_multiplier(self.width_multiplier, "googlenet")
         taps = FeatureTaps(features, valid=TAPS)
-        norm = batch_norm(train, frozen=self.frozen_bn, epsilon=1e-3, dtype=self.dtype)  # torchvision eps
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, epsilon=1e-3, dtype=self.dtype)  # torchvision eps
         L = functools.partial(BasicConv2d, norm=norm, conv=self.conv, dtype=self.dtype)
         w = functools.partial(scaled_width, multiplier=self.width_multiplier)
         aux = self.aux_logits and self.num_classes > 0 and (train or self.is_initializing())
@@ -286,13 +287,14 @@ class BNInception(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: ModuleDef = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features=None):
         check_nhwc(x, "inception_v2")
         check_width_multiplier(self.width_multiplier, "inception_v2")
         taps = FeatureTaps(features, valid=TAPS)
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         L = functools.partial(BasicConv2d, norm=norm, conv=self.conv, dtype=self.dtype)
         w = functools.partial(scaled_width, multiplier=self.width_multiplier)
 

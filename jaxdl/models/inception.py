@@ -263,6 +263,7 @@ class InceptionV3(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: ModuleDef = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     TAPS = ("stem", "stage1", "stage2", "stage3", "pre_logits", "logits")
 
@@ -272,7 +273,7 @@ class InceptionV3(nn.Module):
         check_input_size(x, 75, "inception_v3")
         taps = FeatureTaps(features, valid=self.TAPS)
         # torchvision's BasicConv2d: BatchNorm2d(eps=0.001).
-        norm = batch_norm(train, frozen=self.frozen_bn, epsilon=1e-3, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, epsilon=1e-3, dtype=self.dtype)
         L = functools.partial(BasicConv2d, norm=norm, conv=self.conv, dtype=self.dtype)
         w = functools.partial(scaled_width, multiplier=self.width_multiplier)
         blocks = dict(layer=L, width=w)

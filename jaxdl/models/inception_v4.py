@@ -298,6 +298,7 @@ class InceptionV4(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: ModuleDef = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features=None):
@@ -305,7 +306,7 @@ class InceptionV4(nn.Module):
         check_width_multiplier(self.width_multiplier, "inception_v4")
         check_input_size(x, 75, "inception_v4")
         taps = FeatureTaps(features, valid=TAPS)
-        norm = batch_norm(train, frozen=self.frozen_bn, epsilon=1e-3, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, epsilon=1e-3, dtype=self.dtype)
         blk = dict(layer=functools.partial(BasicConv2d, norm=norm, conv=self.conv, dtype=self.dtype),
                    width=functools.partial(scaled_width, multiplier=self.width_multiplier))
 
@@ -355,6 +356,7 @@ class InceptionResNetV2(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: ModuleDef = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features=None):
@@ -366,7 +368,7 @@ class InceptionResNetV2(nn.Module):
         check_width_multiplier(self.width_multiplier, "inception_resnet_v2")
         check_input_size(x, 75, "inception_resnet_v2")
         taps = FeatureTaps(features, valid=TAPS)
-        norm = batch_norm(train, frozen=self.frozen_bn, epsilon=1e-3, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, epsilon=1e-3, dtype=self.dtype)
         L = functools.partial(BasicConv2d, norm=norm, conv=self.conv, dtype=self.dtype)
         w = functools.partial(scaled_width, multiplier=self.width_multiplier)
         blk = dict(layer=L, width=w)

@@ -181,6 +181,7 @@ class LeNet5(nn.Module):
     frozen_bn: bool = False
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: Any = None) -> Any:
@@ -195,7 +196,7 @@ class LeNet5(nn.Module):
                               f"map), got shape {tuple(x.shape)}; pad smaller images to 32x32 as the paper "
                               f"does for 28x28 MNIST digits")
         taps = FeatureTaps(features, valid=("c1", "s2", "c3", "s4", "c5", "f6", "pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         bias = not self.batch_norm
         valid = ((0, 0), (0, 0))
 

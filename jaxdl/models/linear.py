@@ -111,6 +111,7 @@ class MLP(nn.Module):
     batch_norm: bool = False
     frozen_bn: bool = False
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: Any = None) -> Any:
@@ -122,7 +123,7 @@ class MLP(nn.Module):
             raise ConfigError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         names = tuple(f"hidden{k}" for k in range(1, len(sizes) + 1))
         taps = FeatureTaps(features, valid=(*names, "pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
 
         x = _flatten(jnp.asarray(x, self.dtype))
         for name, width in zip(names, sizes):

@@ -76,10 +76,11 @@ class DepthwiseSeparable(nn.Module):
     frozen_bn: bool = False
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         conv = functools.partial(self.conv, use_bias=False, kernel_init=_CONV_INIT, dtype=self.dtype)
         channels = x.shape[-1]
         x = conv(channels, (3, 3), strides=(self.stride, self.stride), padding=((1, 1), (1, 1)),
@@ -113,6 +114,7 @@ class MobileNetV1(nn.Module):
     frozen_bn: bool = False
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: Any = None) -> Any:
@@ -120,7 +122,7 @@ class MobileNetV1(nn.Module):
         _check_width(self.width_multiplier)
         taps = FeatureTaps(features, valid=("stem",) + tuple(f"stage{i}" for i in range(1, len(self.stages) + 1))
                            + ("pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         conv = functools.partial(self.conv, use_bias=False, kernel_init=_CONV_INIT, dtype=self.dtype)
         width = lambda c: make_divisible(c * self.width_multiplier, 8)  # noqa: E731
 
@@ -133,7 +135,7 @@ class MobileNetV1(nn.Module):
             for j in range(blocks):
                 s = stride if j == 0 else 1
                 x = DepthwiseSeparable(width(channels), s, self.frozen_bn, self.conv, self.dtype,
-                                       name=f"stage{i}_block{j + 1}")(x, train)
+                                       self.bn_axis_name, name=f"stage{i}_block{j + 1}")(x, train)
             if taps.add(f"stage{i}", x):
                 return taps.result
         x = jnp.mean(x, axis=(1, 2))
@@ -163,10 +165,11 @@ class InvertedResidual(nn.Module):
     frozen_bn: bool = False
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         conv = functools.partial(self.conv, use_bias=False, kernel_init=_CONV_INIT, dtype=self.dtype)
         in_channels = x.shape[-1]
         hidden = int(round(in_channels * self.expansion))
@@ -208,6 +211,7 @@ class MobileNetV2(nn.Module):
     frozen_bn: bool = False
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: Any = None) -> Any:
@@ -216,7 +220,7 @@ class MobileNetV2(nn.Module):
         n_stages = len(self.settings) + 1  # Table 2's bottleneck rows, then the 1x1 conv to 1280
         taps = FeatureTaps(features, valid=("stem",) + tuple(f"stage{i}" for i in range(1, n_stages + 1))
                            + ("pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         conv = functools.partial(self.conv, use_bias=False, kernel_init=_CONV_INIT, dtype=self.dtype)
         alpha = self.width_multiplier
 
@@ -229,7 +233,7 @@ class MobileNetV2(nn.Module):
         for i, (t, c, n, s) in enumerate(self.settings, start=1):
             for j in range(n):
                 x = InvertedResidual(make_divisible(c * alpha, 8), s if j == 0 else 1, t, self.frozen_bn,
-                                     self.conv, self.dtype, name=f"stage{i}_block{j + 1}")(x, train)
+                                     self.conv, self.dtype, self.bn_axis_name, name=f"stage{i}_block{j + 1}")(x, train)
             if taps.add(f"stage{i}", x):
                 return taps.result
         x = conv(make_divisible(self.last_channels * max(1.0, alpha), 8), (1, 1), name="last_conv")(x)

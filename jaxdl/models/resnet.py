@@ -120,6 +120,7 @@ class _ResidualBlock(nn.Module):
     act: Callable[[jax.Array], jax.Array] = nn.relu
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     expansion: ClassVar[int] = 1
     preact: ClassVar[bool] = False
@@ -136,7 +137,7 @@ class _ResidualBlock(nn.Module):
 
     def _norm(self, train: bool, name: str, zero: bool = False) -> nn.Module:
         kw = {"scale_init": nn.initializers.zeros_init()} if zero else {}
-        return batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name=name, **kw)
+        return batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name=name, **kw)
 
     def _shortcut(self, x: jax.Array, train: bool, with_norm: bool) -> jax.Array:
         """Identity, or (when stride or channels change) option A zero padding or a projection."""
@@ -351,6 +352,8 @@ class ResNet(nn.Module):
     act: Callable[[jax.Array], jax.Array] = nn.relu
     dtype: Any = jnp.float32
     conv: Any = Conv
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
+    remat: bool = False  # recompute each residual block's activations in the backward pass (jax.checkpoint)
 
     def _block_class(self) -> type:
         block = BLOCKS.get(self.block, None) if isinstance(self.block, str) else self.block
@@ -382,7 +385,7 @@ class ResNet(nn.Module):
     def _stem(self, x: jax.Array, train: bool, activate: bool) -> jax.Array:
         stem_width = self.width if self.stem_width is None else self.stem_width
         conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype, kernel_init=he_normal_fan_out)
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         if self.stem == "deep":
             for i, (features, stride) in enumerate(((stem_width, 2), (stem_width, 1), (2 * stem_width, 1)), 1):
                 x = conv(features, (3, 3), strides=(stride, stride), padding=_pad(3), name=f"stem_conv{i}")(x)
@@ -415,9 +418,12 @@ class ResNet(nn.Module):
 
         rates = linear_drop_path_rates(self.drop_path_rate, sum(int(n) for n in self.stage_sizes))
         index = 0
+        # remat: only block inputs are kept for the backward pass; the block's inner activations are
+        # recomputed (memory ~ one block instead of all; about one extra forward of compute).
+        make_block = nn.remat(block_cls, static_argnums=(2,)) if self.remat else block_cls  # (self, x, train)
         for s, num_blocks in enumerate(self.stage_sizes):
             for b in range(int(num_blocks)):
-                x = block_cls(
+                x = make_block(
                     planes=self.width * 2 ** s,
                     strides=2 if s > 0 and b == 0 else 1,
                     groups=self.groups,
@@ -431,6 +437,7 @@ class ResNet(nn.Module):
                     zero_init_residual=self.zero_init_residual,
                     skip_preact=block_cls.preact and stem_activates and index == 0,
                     frozen_bn=self.frozen_bn,
+                    bn_axis_name=self.bn_axis_name,
                     act=self.act,
                     conv=self.conv,
                     dtype=self.dtype,
@@ -441,7 +448,7 @@ class ResNet(nn.Module):
                 return taps.result
 
         if block_cls.preact:
-            x = self.act(batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)(name="final_bn")(x))
+            x = self.act(batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)(name="final_bn")(x))
         x = jnp.mean(x, axis=(1, 2))
         if taps.add("pre_logits", x):
             return taps.result

@@ -110,13 +110,14 @@ class VGG(nn.Module):
     norm: Any = LocalResponseNorm
     conv: Any = Conv
     dtype: Any = jnp.float32
+    bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, features: Any = None) -> Any:
         check_nhwc(x, "VGG")
         stages = tuple(f"stage{b}" for b in range(1, len(self.blocks) + 1))
         taps = FeatureTaps(features, valid=("stem",) + stages + ("fc6", "fc7", "pre_logits", "logits"))
-        norm = batch_norm(train, frozen=self.frozen_bn, dtype=self.dtype)
+        norm = batch_norm(train, frozen=self.frozen_bn, axis_name=self.bn_axis_name, dtype=self.dtype)
         conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
         x = jnp.asarray(x, self.dtype)
         for b, block in enumerate(self.blocks, start=1):

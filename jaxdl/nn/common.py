@@ -8,11 +8,16 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxdl.nn.batch_norm import BatchNorm
+from jaxdl.nn.fast_conv import FastConv
+
 __all__ = ["Conv", "FeatureTaps", "batch_norm", "sow_aux_logits", "AUX_COLLECTION"]
 
 # The convolution layer of every family. Families take it as a dataclass field
-# (`conv: ModuleDef = Conv`) so a faster backend-specific kernel can be swapped in one place.
-Conv = nn.Conv
+# (`conv: ModuleDef = Conv`) so a faster backend-specific kernel can be swapped in one place:
+# FastConv is nn.Conv (same params) with a matmul kernel gradient on XLA:CPU (jaxdl/nn/fast_conv.py);
+# JAXDL_FAST_CONV=0 or `conv=nn.Conv` gives the stock layer.
+Conv = FastConv
 
 # Collection into which auxiliary classifiers sow their logits during training.
 AUX_COLLECTION = "aux_logits"
@@ -20,14 +25,15 @@ AUX_COLLECTION = "aux_logits"
 
 def batch_norm(train: bool, *, frozen: bool = False, momentum: float = 0.9, epsilon: float = 1e-5,
                axis_name: str | None = None, dtype: Any = jnp.float32, **kw: Any):
-    """``nn.BatchNorm`` bound to the mode.
+    """:class:`jaxdl.nn.BatchNorm` (flax's variables and numerics) bound to the mode.
 
     Batch statistics are used (and running averages updated) only when ``train`` and not
     ``frozen``; ``frozen=True`` keeps running statistics fixed while dropout etc. still train
     (frozen-BN fine-tuning). Defaults equal torch's BatchNorm (momentum 0.1 == flax 0.9,
-    eps 1e-5) so imported weights give identical outputs.
+    eps 1e-5) so imported weights give identical outputs. ``axis_name``: the pmap axis the
+    global batch is split over (statistics are exact over all devices, see ``batch_norm.py``).
     """
-    return functools.partial(nn.BatchNorm, use_running_average=(not train) or frozen, momentum=momentum,
+    return functools.partial(BatchNorm, use_running_average=(not train) or frozen, momentum=momentum,
                              epsilon=epsilon, axis_name=axis_name, dtype=dtype, **kw)
 
 

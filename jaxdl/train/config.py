@@ -51,6 +51,12 @@ class TrainConfig:
     reset_head: bool = True
     freeze: tuple[str, ...] = ()
     backbone_lr_multiplier: float = 1.0
+    # Scale and speed (jaxdl/train/parallel.py, docs/performance.md)
+    parallel: str = "none"            # none | jit (Mesh + NamedSharding) | pmap (axis_name)
+    devices: int | None = None        # devices to use with jit/pmap (default: all)
+    precision: str = "float32"        # float32 | bfloat16 | float16 (compute dtype; params stay float32)
+    remat: bool = False               # jax.checkpoint each step's forward (less memory, more compute)
+    data_on_device: bool = False      # keep the training set on device, gather batches there
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -75,6 +81,11 @@ class TrainConfig:
              f"classes must be distinct class ids, got {self.classes}"),
             (self.backbone_lr_multiplier > 0,
              f"backbone learning-rate multiplier must be > 0, got {self.backbone_lr_multiplier}"),
+            (self.parallel in ("none", "jit", "pmap"),
+             f"parallel must be one of none, jit, pmap; got {self.parallel!r}"),
+            (self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
+            (self.precision in ("float32", "bfloat16", "float16"),
+             f"precision must be one of float32, bfloat16, float16; got {self.precision!r}"),
             (self.resize in ("auto", "pad", "resize", "none"),
              f"resize must be one of auto, pad, resize, none; got {self.resize!r}"),
         ]

@@ -39,7 +39,9 @@ from jaxdl.train.checkpoint import RunCheckpoints
 from jaxdl.train.config import TrainConfig
 from jaxdl.train.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from jaxdl.train.losses import get_loss
+from jaxdl.train.loss_scale import DynamicLossScale
 from jaxdl.train.metrics import finalize
+from jaxdl.train.parallel import DataParallel, make_data_parallel
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import eval_step, predict_step, train_step
 
@@ -63,19 +65,25 @@ class Experiment:
     """
 
     def __init__(self, config: TrainConfig, train_set, val_set, test_set, model, model_info, input_shape,
-                 mean, std, steps_per_epoch, tx, loss_fn, prepare):
+                 mean, std, steps_per_epoch, tx, loss_fn, prepare, parallel: DataParallel | None = None):
         self.config = config
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
         self.model, self.model_info, self.input_shape = model, model_info, tuple(input_shape)
         self.mean, self.std = mean, std
         self.steps_per_epoch = steps_per_epoch
         self.tx, self.loss_fn, self.prepare = tx, loss_fn, prepare
-        self.train_step = jax.jit(functools.partial(train_step, loss_fn=loss_fn, prepare=prepare), donate_argnums=0)
+        self.parallel = parallel or make_data_parallel("none")
+        # One step function for every mode; DataParallel compiles it (jit / jit over a Mesh / pmap).
+        self.train_step = self.parallel.compile_train_step(
+            functools.partial(train_step, loss_fn=loss_fn, prepare=prepare))
         self.eval_step = jax.jit(functools.partial(eval_step, loss_fn=loss_fn, prepare=prepare))
         self.predict_step = jax.jit(functools.partial(predict_step, prepare=prepare))
 
     def init_state(self) -> TrainState:
+        """A fresh single-device state (place it for training with ``self.parallel.put_state``)."""
         state = create_train_state(self.model, self.tx, input_shape=self.input_shape, seed=self.config.seed)
+        if self.config.precision == "float16":  # float16 gradients underflow without loss scaling
+            state = state.replace(loss_scale=DynamicLossScale.create())
         if self.config.init is None:
             return state
         # Fine-tuning: pretrained weights everywhere except (by default) the freshly initialized head.
@@ -87,6 +95,44 @@ class Experiment:
         params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
         batch_stats = jax.tree_util.tree_map(jnp.asarray, variables.get("batch_stats", {}))
         return state.replace(params=params, batch_stats=batch_stats, opt_state=self.tx.init(params))
+
+    def device_batches(self, epoch: int) -> Iterator[dict[str, jax.Array]]:
+        """``--data-on-device``: the training set lives in device memory (uploaded once); each step
+        gathers its batch there from the epoch's index order (same order as the host loader)."""
+        dp, config = self.parallel, self.config
+        if dp.mode == "pmap" or jax.process_count() > 1:
+            raise ConfigError("--data-on-device works with --parallel none or jit on one host; "
+                              "drop it or use --parallel jit")
+        if getattr(self, "_device_data", None) is None:
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            place = NamedSharding(dp.mesh, PartitionSpec()) if dp.mode == "jit" else None
+            out = NamedSharding(dp.mesh, PartitionSpec(dp.mesh.axis_names[0])) if dp.mode == "jit" else None
+            self._device_data = jax.device_put((self.train_set.images, self.train_set.labels), place)
+
+            def gather(images, labels, index, mask):
+                return {"image": images[index], "label": labels[index], "mask": mask}
+
+            self._gather = jax.jit(gather, out_shardings=out)
+        images, labels = self._device_data
+        order = jdata.epoch_order(len(self.train_set), config.seed, epoch)
+        size = config.batch_size
+        multiple = dp.num_devices if dp.mode == "jit" else 1
+        padded = -(-size // multiple) * multiple
+        mask = np.concatenate([np.ones(size, np.float32), np.zeros(padded - size, np.float32)])
+        for b in range(self.steps_per_epoch):
+            index = np.concatenate([order[b * size:(b + 1) * size], np.zeros(padded - size, np.int64)])
+            batch = self._gather(images, labels, index.astype(np.int32), mask)
+            if padded == size:
+                batch.pop("mask")
+            yield batch
+
+    def host_state(self, state: TrainState) -> TrainState:
+        """A training state (replicated / stacked per device) as one copy on the default device:
+        evaluation, checkpoints, plateau updates."""
+        if self.parallel.mode == "none":
+            return state
+        return jax.device_put(self.parallel.host_state(state))
 
     def evaluate(self, state: TrainState, dataset, prefix: str) -> dict[str, float]:
         sums = None
@@ -119,6 +165,16 @@ def _padded_batches(dataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]
             labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
             mask = np.concatenate([mask, np.zeros(pad, np.float32)])
         yield {"image": images, "label": labels, "mask": mask}
+
+
+def _model_fields(name: str) -> set[str]:
+    """The dataclass fields of a registered model (empty when they cannot be read)."""
+    import dataclasses
+
+    builder = models.info(name).builder
+    while hasattr(builder, "func"):
+        builder = builder.func
+    return {f.name for f in dataclasses.fields(builder)} if dataclasses.is_dataclass(builder) else set()
 
 
 def build_experiment(config: TrainConfig) -> Experiment:
@@ -158,7 +214,22 @@ def build_experiment(config: TrainConfig) -> Experiment:
     mean, std = jdata.channel_stats(train_set)
     mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
-    model = models.create(config.model, num_classes=train_set.num_classes, **config.model_options)
+    parallel = make_data_parallel(config.parallel, config.devices)  # before the model: pmap BN needs its axis
+    speed = {}
+    if config.precision != "float32":  # compute dtype; every family keeps float32 params
+        speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
+    if config.remat:
+        speed["remat"] = True
+    sync = parallel.model_overrides
+    if sync and "bn_axis_name" not in _model_fields(config.model):
+        sync = {}  # no BatchNorm in this family: nothing to synchronise across devices
+    try:
+        model = models.create(config.model, num_classes=train_set.num_classes,
+                              **{**config.model_options, **sync, **speed})
+    except ValueError as err:
+        if speed and "has no option" in str(err):
+            raise ConfigError(f"--precision / --remat need a model field the model lacks: {err}") from None
+        raise
     steps_per_epoch = jdata.num_batches(len(train_set), config.batch_size, drop_last=True)
     if config.steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
@@ -185,7 +256,7 @@ def build_experiment(config: TrainConfig) -> Experiment:
     prepare = functools.partial(prepare_images, target_hw=target_hw, resize=config.resize, mean=mean, std=std,
                                 augment=augment)
     return Experiment(config, train_set, val_set, test_set, model, model_info, input_shape, mean, std,
-                      steps_per_epoch, tx, loss_fn, prepare)
+                      steps_per_epoch, tx, loss_fn, prepare, parallel)
 
 
 def _select_classes(dataset, classes: tuple[int, ...]):
@@ -281,6 +352,8 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
             state, meta = checkpoints.restore(state)
             history, start_epoch, train_seconds = list(meta["history"]), int(meta["epoch"]), float(meta["train_seconds"])
             log(f"resumed {out} after epoch {start_epoch} (step {int(state.step)})")
+    dp = exp.parallel
+    state = dp.put_state(state) if dp.mode != "none" else state
     write_jsonl_atomic(out / "metrics.jsonl", history)  # drops lines of an epoch that was not checkpointed
     best = max((row["test_accuracy"] for row in history), default=-1.0)
     show_bar = sys.stderr.isatty() if progress is None else progress
@@ -288,19 +361,23 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     try:
         for epoch in range(start_epoch, config.epochs):
             epoch_start = time.perf_counter()
-            batches = jdata.batches(exp.train_set, config.batch_size, seed=config.seed, epoch=epoch, shuffle=True,
-                                    drop_last=True)
-            batches = jdata.prefetch_to_device(_take(batches, exp.steps_per_epoch), size=2)
+            if config.data_on_device:
+                batches = exp.device_batches(epoch)
+            else:
+                batches = jdata.batches(exp.train_set, config.batch_size, seed=config.seed, epoch=epoch,
+                                        shuffle=True, drop_last=True, shard=(jax.process_index(), jax.process_count()))
+                batches = jdata.prefetch_to_device(_take(batches, exp.steps_per_epoch), size=2,
+                                                   put=dp.put_batch if dp.mode != "none" else None)
             sums, pending = None, None
             bar = tqdm(total=exp.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar,
                        leave=False, unit="step", dynamic_ncols=True)
             first_step_done = None
             for batch in batches:
-                step_number = int(state.step) if pending is None else pending[0] + 1
+                step_number = dp.step_of(state) if pending is None else pending[0] + 1
                 state, metrics = exp.train_step(state, batch)
                 # Check the previous step's loss while this one runs (one step of lag, no stall).
                 if pending is not None:
-                    _check_finite(*pending)
+                    _check_finite(*pending, dp)
                 pending = (step_number, metrics["loss"])
                 batch_sums = {k: metrics[k] for k in ("loss_sum", "correct", "correct5", "count")}
                 sums = batch_sums if sums is None else jax.tree_util.tree_map(jnp.add, sums, batch_sums)
@@ -310,24 +387,26 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
                 if show_bar:
                     bar.update(1)
                     if bar.n % 10 == 0:
-                        bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
+                        bar.set_postfix(loss=f"{float(dp.host_metrics(metrics['loss'])):.4f}")
             bar.close()
             if pending is not None:
-                _check_finite(*pending)
+                _check_finite(*pending, dp)
             jax.block_until_ready(state.params)
             epoch_train_time = time.perf_counter() - epoch_start
             steady = time.perf_counter() - first_step_done
             images = exp.steps_per_epoch * config.batch_size
             ips = (images - config.batch_size) / steady if steady > 0 and exp.steps_per_epoch > 1 else images / epoch_train_time
 
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": int(state.step)}
-            row.update(finalize(jax.device_get(sums), "train_"))
+            host = exp.host_state(state)  # one copy for evaluation and checkpoints (gathered from devices)
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": int(host.step)}
+            row.update(finalize(dp.host_metrics(sums), "train_"))
             if exp.val_set is not None:
-                row.update(exp.evaluate(state, exp.val_set, "val_"))
-            row.update(exp.evaluate(state, exp.test_set, "test_"))
-            row["learning_rate"] = float(optim.current_learning_rate(state.opt_state))
+                row.update(exp.evaluate(host, exp.val_set, "val_"))
+            row.update(exp.evaluate(host, exp.test_set, "test_"))
+            row["learning_rate"] = float(optim.current_learning_rate(host.opt_state))
             if exp.val_set is not None:
-                state = state.replace(opt_state=optim.plateau_update(state.opt_state, value=row["val_loss"]))
+                host = host.replace(opt_state=optim.plateau_update(host.opt_state, value=row["val_loss"]))
+                state = dp.put_state(host) if dp.mode != "none" else host
             row["epoch_seconds"] = time.perf_counter() - epoch_start
             row["images_per_second"] = ips
             train_seconds += epoch_train_time
@@ -336,15 +415,16 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
             best = max(best, row["test_accuracy"])
             meta = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds,
                     "config": config.to_dict()}
-            checkpoints.save(epoch + 1, state, meta, is_best=is_best)
+            checkpoints.save(epoch + 1, host, meta, is_best=is_best)
             write_jsonl_atomic(out / "metrics.jsonl", history)
             log(_epoch_line(row, config.epochs))
     finally:
         checkpoints.close()
 
-    summary = _summary(config, exp, state, history, num_params, train_seconds)
+    host = exp.host_state(state)
+    summary = _summary(config, exp, host, history, num_params, train_seconds)
     write_json_atomic(out / "summary.json", summary)
-    _plots(out, exp, state, history)
+    _plots(out, exp, host, history)
     log(f"test accuracy {summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}); "
         f"{summary['images_per_second']:.0f} img/s; outputs in {out}")
     return summary
@@ -357,8 +437,8 @@ def _take(iterator, n: int):
         yield item
 
 
-def _check_finite(step: int, loss: jax.Array) -> None:
-    value = float(loss)
+def _check_finite(step: int, loss: jax.Array, dp: DataParallel) -> None:
+    value = float(dp.host_metrics(loss))
     if not math.isfinite(value):
         raise NonFiniteLossError(step, value)
 

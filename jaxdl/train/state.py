@@ -24,6 +24,7 @@ class TrainState(struct.PyTreeNode):
       rng: <u32>[2] base key; step ``s`` uses ``fold_in(rng, s)``, so randomness is a pure
         function of (seed, step) and a resumed run draws the same numbers.
       apply_fn, tx: static (not part of the pytree, not checkpointed).
+      loss_scale: a :class:`jaxdl.train.loss_scale.DynamicLossScale` for float16 training, else None.
     """
 
     step: jax.Array
@@ -33,6 +34,7 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
     apply_fn: Callable[..., Any] = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    loss_scale: Any = None
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -49,8 +51,11 @@ class TrainState(struct.PyTreeNode):
 
     def checkpoint_tree(self) -> dict[str, Any]:
         """The pytree that is saved (static fields are rebuilt from the run's config)."""
-        return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
+        tree = {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
                 "opt_state": self.opt_state, "rng": self.rng}
+        if self.loss_scale is not None:
+            tree["loss_scale"] = self.loss_scale
+        return tree
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, *, input_shape: Sequence[int],

@@ -1,0 +1,55 @@
+"""Throughput, compile time, memory and FLOP utilisation of chosen models (jaxdl.train.benchmark).
+
+Command (CPU, the table in docs/performance.md):
+    python experiments/benchmark.py --out docs/benchmark_cpu.json
+Command (GPU):
+    python experiments/benchmark.py --models resnet18,resnet50 --input-size 224 --batch-sizes 128,256 \\
+        --dtypes float32,bfloat16 --out docs/benchmark_gpu.json
+The same as ``jaxdl bench --models ... --batch-sizes ... --dtypes ... --out FILE``.
+Result: docs/performance.md (measured images/s, compile s, GFLOP/s, utilisation, device, date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def get_config() -> dict:
+    """CPU set: CIFAR-sized models at their native 32x32 (ResNet-18 with the CIFAR stem), batch 64, float32."""
+    return {"models": "resnet20,resnet18", "batch_sizes": "64", "dtypes": "float32", "input_size": None,
+            "steps": 3, "repeats": 3, "model_options": {}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="jaxdl throughput benchmark")
+    parser.add_argument("--models", default=None)
+    parser.add_argument("--batch-sizes", default=None)
+    parser.add_argument("--dtypes", default=None)
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--smoke", action="store_true", help="a tiny model, one step (used by the tests)")
+    parser.add_argument("--out", default=None, help="JSON report (a file, or a folder for --smoke)")
+    args, _ = parser.parse_known_args(argv)
+    cfg = get_config()
+    if args.smoke:
+        cfg.update(models="resnet20", batch_sizes="2", steps=1, repeats=1, model_options={"stage_sizes": (1, 1, 1)})
+    for key in ("models", "batch_sizes", "dtypes", "input_size", "steps", "repeats"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    out = args.out
+    if out and not out.endswith(".json"):
+        out = str(Path(out) / "benchmark.json")
+    from jaxdl.train.benchmark import run_bench_command
+
+    run_bench_command(cfg["models"], cfg["batch_sizes"], cfg["dtypes"], cfg["input_size"], cfg["steps"],
+                      cfg["repeats"], out, cfg["model_options"] or None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

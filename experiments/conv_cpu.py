@@ -1,0 +1,95 @@
+"""Forward / backward time of one convolution: stock ``lax.conv_general_dilated`` vs jaxdl's custom VJP.
+
+Command (the issue-7 case: 3x3, 128 -> 128 channels, batch 64 at 32x32, float32):
+    python experiments/conv_cpu.py --out docs/conv_cpu.json
+Result: docs/performance.md ("Fast CPU convolutions"). Backward = input + kernel gradient
+(jitted vjp of the conv, its forward dead-code-eliminated); kernel / input gradient also alone.
+Variants run interleaved, ``--repeats`` times; medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def get_config() -> dict:
+    """3x3 convolution, 128 -> 128 channels, stride 1, SAME padding, batch 64, 32x32 (a ResNet stage-2 conv)."""
+    return {"batch": 64, "size": 32, "channels": 128, "kernel": 3, "repeats": 5}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="conv forward/backward timing, stock vs custom VJP")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    cfg = get_config()
+    if args.smoke:
+        cfg.update(batch=2, size=8, channels=8, repeats=1)
+    if args.repeats:
+        cfg["repeats"] = args.repeats
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl.nn.fast_conv import _forward, conv2d
+
+    rng = np.random.default_rng(0)
+    n, s, c, k = cfg["batch"], cfg["size"], cfg["channels"], cfg["kernel"]
+    x = jnp.asarray(rng.normal(size=(n, s, s, c)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, c, c)) * 0.05, jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(n, s, s, c)), jnp.float32)
+    p = (k - 1) // 2
+    args_ = ((1, 1), ((p, p), (p, p)), (1, 1), 1)
+    impls = {"stock": lambda x_, w_: _forward(x_, w_, *args_), "custom": lambda x_, w_: conv2d(x_, w_, *args_)}
+    fns = {}
+    for name, f in impls.items():
+        fns[f"{name} forward"] = (jax.jit(f), (x, w))
+        fns[f"{name} backward (dx + dW)"] = (jax.jit(lambda x_, w_, d, f=f: jax.vjp(f, x_, w_)[1](d)), (x, w, dy))
+        fns[f"{name} dW only"] = (jax.jit(lambda x_, w_, d, f=f: jax.vjp(lambda w2: f(x_, w2), w_)[1](d)), (x, w, dy))
+        fns[f"{name} dx only"] = (jax.jit(lambda x_, w_, d, f=f: jax.vjp(lambda x2: f(x2, w_), x_)[1](d)), (x, w, dy))
+    for fn, a in fns.values():
+        jax.block_until_ready(fn(*a))
+    times = {label: [] for label in fns}
+    for _ in range(cfg["repeats"]):
+        for label, (fn, a) in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*a))
+            times[label].append(time.perf_counter() - start)
+    flops = 2 * n * s * s * c * c * k * k
+    print(f"conv {k}x{k} {c}->{c}, batch {n} at {s}x{s}: {flops / 1e9:.2f} GFLOP per pass; "
+          f"{cfg['repeats']} interleaved repeats, median seconds")
+    report = {"config": cfg, "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "seconds": {}, "flops_per_pass": flops}
+    for label, ts in times.items():
+        med = statistics.median(ts)
+        report["seconds"][label] = ts
+        print(f"  {label:<28} {med:8.3f} s   ({flops / med / 1e9:6.1f} GFLOP/s per pass)")
+    for part in ("backward (dx + dW)", "dW only"):
+        ratio = statistics.median(times[f"stock {part}"]) / statistics.median(times[f"custom {part}"])
+        report[f"speedup {part}"] = ratio
+        print(f"  custom speed-up, {part}: {ratio:.2f}x")
+    fwd = statistics.median(times["stock forward"])
+    print(f"  stock backward / forward: {statistics.median(times['stock backward (dx + dW)']) / fwd:.1f}x; "
+          f"custom backward / forward: {statistics.median(times['custom backward (dx + dW)']) / fwd:.1f}x")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".json":
+            out = out / "conv_cpu.json"
+        from jaxdl.train.io import write_json_atomic
+
+        write_json_atomic(out, report)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

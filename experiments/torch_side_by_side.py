@@ -1,0 +1,219 @@
+"""jaxdl vs PyTorch training throughput on the same machine, in the same run, printing ratios.
+
+Command (CPU, the issue-7 target: ResNet-18 with the CIFAR stem, 32x32, batch 64):
+    python experiments/torch_side_by_side.py --out docs/torch_side_by_side_cpu.json
+Command (GPU: ResNet-50 at 224x224, bfloat16 / AMP, batch 256):
+    python experiments/torch_side_by_side.py --models resnet50 --input-size 224 --batch-size 256 \\
+        --dtype bfloat16 --out docs/torch_side_by_side_gpu.json
+Result: see docs/performance.md (measured ratios, device, date).
+
+Variants: jaxdl with the fast CPU convolution (``jaxdl.nn.Conv``), jaxdl with stock ``flax.linen.Conv``
+(``conv=nn.Conv``), PyTorch eager (NCHW), eager channels_last, ``torch.compile`` (channels_last),
+and on GPU ``torch.autocast`` (AMP) for half precision. Every variant takes SGD+momentum steps on
+one fixed random batch (data loading excluded); they run interleaved, ``--repeats`` times, so a
+load change on a shared machine hits all of them; the median seconds per step is reported.
+The torch side is skipped with a message when torch is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def get_config() -> dict:
+    """ResNet-18 (CIFAR stem: 3x3 stride-1 conv, no max-pool), 32x32x3 input, batch 64, float32, CPU."""
+    return {"models": ["resnet18"], "input_size": 32, "batch_size": 64, "dtype": "float32", "steps": 5,
+            "repeats": 5, "compile": True}
+
+
+def smoke_config() -> dict:
+    return {"models": ["resnet18"], "input_size": 16, "batch_size": 4, "dtype": "float32", "steps": 1,
+            "repeats": 1, "compile": False, "smoke": True}
+
+
+def jaxdl_step(name: str, batch: int, size: int, dtype: str, fast: bool, smoke: bool) -> Callable[[], None]:
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl import models, optim
+    from jaxdl.train import create_train_state, get_loss, train_step
+
+    options = {"num_classes": 10}
+    if size <= 64 and "resnet" in name:
+        options["stem"] = "cifar"
+    if not fast:
+        options["conv"] = nn.Conv
+    if dtype != "float32":
+        options["dtype"] = jnp.bfloat16 if dtype == "bfloat16" else jnp.float16
+    if smoke:
+        options["stage_sizes"] = (1, 1, 1, 1)
+    model = models.create(name, **options)
+    state = create_train_state(model, optim.optimizer("sgd", 0.01, momentum=0.9), input_shape=(size, size, 3))
+    rng = np.random.default_rng(0)
+    data = {"image": jnp.asarray(rng.normal(size=(batch, size, size, 3)), jnp.float32),
+            "label": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)}
+    step = jax.jit(functools.partial(train_step, loss_fn=get_loss("cross_entropy")), donate_argnums=0)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], data)
+        return metrics["loss"]
+
+    def run_steps(n):
+        out = None
+        for _ in range(n):
+            out = run()
+        jax.block_until_ready(out)
+
+    return run_steps
+
+
+def torch_step(name: str, batch: int, size: int, dtype: str, channels_last: bool, compile_: bool,
+               smoke: bool) -> Callable[[int], None]:
+    import torch
+    import torchvision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = {"num_classes": 10}
+    model = getattr(torchvision.models, name)(**kwargs)
+    if size <= 64 and "resnet" in name:  # the CIFAR stem, as jaxdl's stem="cifar"
+        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = torch.nn.Identity()
+    if smoke:
+        for layer in ("layer1", "layer2", "layer3", "layer4"):
+            setattr(model, layer, getattr(model, layer)[:1])
+    model = model.to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=gen).to(device).to(memory_format=memory_format)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    amp = dtype != "float32" and device == "cuda"
+    amp_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp and dtype == "float16" else None
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=amp_dtype, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        return loss
+
+    if compile_:
+        step = torch.compile(step)
+    model.train()
+
+    def run_steps(n):
+        for _ in range(n):
+            loss = step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        else:
+            float(loss.detach())
+
+    return run_steps
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="jaxdl vs PyTorch training throughput")
+    parser.add_argument("--models", default=None, help="comma-separated (jaxdl names = torchvision names)")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one step (used by the tests)")
+    parser.add_argument("--out", default=None, help="JSON report (a file, or a folder for --smoke)")
+    args = parser.parse_args(argv)
+    cfg = smoke_config() if args.smoke else get_config()
+    for key in ("input_size", "batch_size", "dtype", "steps", "repeats"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    if args.models:
+        cfg["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.no_compile:
+        cfg["compile"] = False
+    smoke = bool(cfg.get("smoke"))
+    b, size, dtype = cfg["batch_size"], cfg["input_size"], cfg["dtype"]
+
+    import jax
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("torch is not installed: only the jaxdl variants run "
+              "(pip install torch==2.14.1 torchvision==0.29.1)")
+    if torch is not None:
+        torch.manual_seed(0)
+    report = {"config": cfg, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
+              "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
+              "torch_threads": torch.get_num_threads() if torch is not None else None,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": []}
+    for name in cfg["models"]:
+        variants: dict[str, Callable[[int], None]] = {}
+        variants["jaxdl (fast conv)"] = jaxdl_step(name, b, size, dtype, True, smoke)
+        variants["jaxdl (stock flax Conv)"] = jaxdl_step(name, b, size, dtype, False, smoke)
+        if torch is not None:
+            variants["torch eager"] = torch_step(name, b, size, dtype, False, False, smoke)
+            variants["torch eager channels_last"] = torch_step(name, b, size, dtype, True, False, smoke)
+            if cfg["compile"]:
+                variants["torch.compile channels_last"] = torch_step(name, b, size, dtype, True, True, smoke)
+        first = {}
+        for label, run in variants.items():  # compile / warm up
+            start = time.perf_counter()
+            run(1)
+            first[label] = time.perf_counter() - start
+        times: dict[str, list[float]] = {label: [] for label in variants}
+        for _ in range(cfg["repeats"]):
+            for label, run in variants.items():
+                start = time.perf_counter()
+                run(cfg["steps"])
+                times[label].append((time.perf_counter() - start) / cfg["steps"])
+        base = "torch eager" if "torch eager" in times else "jaxdl (stock flax Conv)"
+        base_ips = b / statistics.median(times[base])
+        print(f"\n{name} {size}x{size} batch {b} {dtype} on {report['device']} ({os.cpu_count()} cores); "
+              f"{cfg['repeats']} interleaved repeats x {cfg['steps']} steps")
+        print(f"{'variant':<30} {'img/s (median)':>14} {'min..max':>15} {'first step s':>12} {'vs ' + base:>22}")
+        for label, ts in times.items():
+            ips = [b / t for t in ts]
+            med = b / statistics.median(ts)
+            print(f"{label:<30} {med:>14.1f} {min(ips):>7.1f}..{max(ips):<7.1f} {first[label]:>12.1f} "
+                  f"{med / base_ips:>21.2f}x")
+            report["results"].append({"model": name, "variant": label, "images_per_second": med,
+                                      "images_per_second_all": ips, "first_step_seconds": first[label],
+                                      "ratio_vs_" + base.replace(" ", "_"): med / base_ips})
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".json":
+            out = out / "torch_side_by_side.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from jaxdl.train.io import write_json_atomic
+
+        write_json_atomic(out, report)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""jaxdl bench: bad input is a one-line error; the peak-FLOP source is stated; a tiny run reports every field."""
+
+import json
+
+import jax
+import pytest
+
+from jaxdl.cli import main
+from jaxdl.errors import ConfigError
+from jaxdl.train.benchmark import benchmark_one, device_peak_flops, run_bench_command
+
+
+def test_bad_bench_input_is_a_config_error(capsys):
+    with pytest.raises(ConfigError, match="dtypes"):
+        run_bench_command("resnet20", "2", "float8", None, 1, 1, None)
+    assert main(["bench", "--models", "resnet20", "--batch-sizes", "2", "--dtypes", "float8"]) == 2
+    assert "float8" in capsys.readouterr().err
+    assert main(["bench", "--models", "resnet2000"]) == 2
+
+
+def test_cpu_peak_is_an_estimate_that_says_so():
+    peak, source = device_peak_flops(jax.devices()[0], "float32")
+    assert source.startswith("estimate") and peak > 1e9
+
+
+def test_tiny_benchmark_reports_every_field(tmp_path):
+    r = benchmark_one("resnet20", 2, model_options={"stage_sizes": (1, 1, 1), "width": 4}, steps=1, repeats=1)
+    for key in ("train_images_per_second", "inference_images_per_second", "train_compile_seconds",
+                "train_flops_per_step", "train_flops_per_second", "train_utilisation", "train_memory",
+                "host_peak_rss_bytes"):
+        assert r[key] is not None, key
+    assert r["train_flops_per_step"] > 0 and 0 < r["train_utilisation"] < 1
+    json.dumps(r)
