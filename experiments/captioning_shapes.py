@@ -7,7 +7,6 @@ Result:   corpus BLEU-1..4 of greedy and beam-search (beam 3) captions on the te
           3 references, sample captions, OUT/summary.json and OUT/samples.png; numbers in docs/rnn.md.
 """
 
-from __future__ import annotations
 
 import argparse
 import dataclasses

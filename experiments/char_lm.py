@@ -7,7 +7,6 @@ Result:   bits per character on train and held-out text plus samples at temperat
           written to OUT/summary.json; measured numbers in docs/rnn.md.
 """
 
-from __future__ import annotations
 
 import argparse
 import dataclasses

@@ -9,7 +9,6 @@ Task:     label = d1 + d2 + d3 (28 classes). Predicting the most frequent sum (1
 Result:   test accuracy of the sum, OUT/summary.json; numbers in docs/rnn.md.
 """
 
-from __future__ import annotations
 
 import argparse
 import dataclasses

@@ -7,7 +7,6 @@ Result:   prints sequences/s of both frameworks (torch with all cores and with 1
           warm-up/compilation) and writes OUT/results.json; numbers in docs/rnn.md.
 """
 
-from __future__ import annotations
 
 import argparse
 import dataclasses
@@ -42,6 +41,7 @@ class ThroughputConfig:
     steps: int = 30  # per timed block
     blocks: int = 3
     learning_rate: float = 1e-3
+    torch_threads: tuple[int, ...] = ()  # () = all cores and 1 thread
 
 
 def get_config() -> ThroughputConfig:
@@ -50,7 +50,8 @@ def get_config() -> ThroughputConfig:
 
 
 def smoke(config: ThroughputConfig) -> ThroughputConfig:
-    return dataclasses.replace(config, features=4, hidden_size=8, seq_len=5, batch_size=4, steps=2, blocks=1)
+    return dataclasses.replace(config, features=4, hidden_size=8, seq_len=5, batch_size=4, steps=2, blocks=1,
+                               torch_threads=(1,))
 
 
 def _data(config: ThroughputConfig):
@@ -130,7 +131,7 @@ def run(config: ThroughputConfig, out: Path, log=print) -> dict:
     # torch with all cores (its default) and with one thread: on a busy shared machine its worker
     # threads compete with other jobs, and one thread can be the faster of the two.
     torch_row = None
-    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+    for threads in config.torch_threads or sorted({os.cpu_count() or 1, 1}, reverse=True):
         torch_row = torch_throughput(config, threads)
         if torch_row is None:
             break

@@ -125,3 +125,13 @@ def test_the_one_trainer_fits_a_sequence_classifier_on_digits(tmp_path):
                          steps_per_epoch=22, model_options={"hidden_size": 32}, optimizer_options={"clip_norm": 1.0})
     summary = fit(config, tmp_path / "run", progress=False, log=lambda s: None)
     assert summary["epochs"] == 1 and summary["test_accuracy"] > 0.3, summary["test_accuracy"]  # chance is 0.1
+
+
+def test_registered_counts_are_torchs():
+    torch = pytest.importorskip("torch")
+    for name, cls, bi in (("rnn_classifier", torch.nn.RNN, False), ("lstm_classifier", torch.nn.LSTM, False),
+                          ("gru_classifier", torch.nn.GRU, False), ("bilstm_classifier", torch.nn.LSTM, True)):
+        net = cls(28, 128, bidirectional=bi)
+        head = torch.nn.Linear(256 if bi else 128, 10)
+        count = sum(p.numel() for p in net.parameters()) + sum(p.numel() for p in head.parameters())
+        assert models.info(name).num_params == count, name
