@@ -35,7 +35,7 @@ from jaxdl.errors import ConfigError, NonFiniteLossError
 from jaxdl.segmentation.losses import IGNORE_LABEL, pixel_cross_entropy
 from jaxdl.segmentation.metrics import iou_per_class, segmentation_scores, segmentation_sums
 from jaxdl.train.io import write_json_atomic, write_jsonl_atomic
-from jaxdl.train.state import TrainState, create_train_state
+from jaxdl.train.state import create_train_state
 from jaxdl.train.steps import eval_step, predict_step, train_step
 
 __all__ = ["SegmentationConfig", "fit_segmentation", "segmentation_batches", "smoke_config", "overlay_figure"]

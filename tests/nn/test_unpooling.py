@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,19 +41,26 @@ def numpy_unpool(vals, idx, h, w):
     return out.reshape(n, h, w, c)
 
 
-class TestNumerics(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_against_numpy(self):
-        rng = np.random.default_rng(0)
-        for k, s, p in GEOMETRIES:
-            x = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
-            pool = self.variant(lambda x: max_pool_with_indices(x, k, s, p))
-            vals, idx = pool(jnp.asarray(x))
-            ref_vals, ref_idx = numpy_pool(x, k, s, p)
-            np.testing.assert_array_equal(np.asarray(vals), ref_vals)
-            np.testing.assert_array_equal(np.asarray(idx), ref_idx)
-            unpool = self.variant(lambda v, i: max_unpool(v, i, k, s, p, output_size=(7, 9)))
-            np.testing.assert_array_equal(np.asarray(unpool(vals, idx)), numpy_unpool(ref_vals, ref_idx, 7, 9))
+@pytest.mark.parametrize("k, s, p", GEOMETRIES)
+def test_against_numpy(k, s, p):
+    x = np.random.default_rng(k * 10 + s + p).normal(size=(2, 7, 9, 3)).astype(np.float32)
+    vals, idx = jax.jit(lambda x: max_pool_with_indices(x, k, s, p))(jnp.asarray(x))
+    ref_vals, ref_idx = numpy_pool(x, k, s, p)
+    np.testing.assert_array_equal(np.asarray(vals), ref_vals)
+    np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+    up = jax.jit(lambda v, i: max_unpool(v, i, k, s, p, output_size=(7, 9)))(vals, idx)
+    np.testing.assert_array_equal(np.asarray(up), numpy_unpool(ref_vals, ref_idx, 7, 9))
+
+
+def test_eager_equals_jit():
+    # Both code paths (non-overlapping fast path, overlapping scatter) outside jit too.
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(1, 6, 6, 2)), jnp.float32)
+    for k, s, p in ((2, 2, 0), (3, 2, 1)):
+        vals, idx = max_pool_with_indices(x, k, s, p)
+        ref_vals, ref_idx = numpy_pool(np.asarray(x), k, s, p)
+        np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+        np.testing.assert_array_equal(np.asarray(max_unpool(vals, idx, k, s, p, output_size=(6, 6))),
+                                      numpy_unpool(ref_vals, ref_idx, 6, 6))
 
 
 def test_ties_pick_the_first_in_the_window():
@@ -79,15 +85,15 @@ def test_gradients_route_through_the_maxima():
     x = jnp.asarray(rng.normal(size=(2, 6, 6, 3)), jnp.float32)
     g = jnp.asarray(rng.normal(size=(2, 3, 3, 3)), jnp.float32)
     _, idx = max_pool_with_indices(x, 2)
-    grad_x = jax.grad(lambda x: jnp.sum(max_pool_with_indices(x, 2)[0] * g))(x)
+    grad_x = jax.jit(jax.grad(lambda x: jnp.sum(max_pool_with_indices(x, 2)[0] * g)))(x)
     np.testing.assert_allclose(np.asarray(grad_x), np.asarray(max_unpool(g, idx, 2)), atol=0)
     # d/dv sum(unpool(v) * G) = G at the indexed positions.
     big = jnp.asarray(rng.normal(size=(2, 6, 6, 3)), jnp.float32)
-    grad_v = jax.grad(lambda v: jnp.sum(max_unpool(v, idx, 2) * big))(g)
+    grad_v = jax.jit(jax.grad(lambda v: jnp.sum(max_unpool(v, idx, 2) * big)))(g)
     expected = np.take_along_axis(np.asarray(big).reshape(2, 36, 3), np.asarray(idx).reshape(2, 9, 3), axis=1)
     np.testing.assert_allclose(np.asarray(grad_v), expected.reshape(2, 3, 3, 3))
     # Overlapping windows (scatter path) take gradients too.
-    gv = jax.grad(lambda v: jnp.sum(max_unpool(v, idx, 3, 2, 1, output_size=(6, 6)) * big))(g)
+    gv = jax.jit(jax.grad(lambda v: jnp.sum(max_unpool(v, idx, 3, 2, 1, output_size=(6, 6)) * big)))(g)
     assert np.isfinite(np.asarray(gv)).all()
 
 
