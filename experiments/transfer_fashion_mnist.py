@@ -99,8 +99,8 @@ def main(argv=None):
     configs = get_config()
     if args.data_dir:
         configs = {k: dataclasses.replace(c, data_dir=args.data_dir) for k, c in configs.items()}
-    if args.smoke:
-        configs = {k: smoke(c) for k, c in configs.items()}
+    if args.smoke:  # the three code paths (plain, init + lr multiplier, init + freeze), each a few steps
+        configs = {k: smoke(c) for k, c in configs.items() if k in ("pretrain", "finetune", "frozen")}
     progress = False if args.no_progress else None
     summaries = {}
     try:
