@@ -6,8 +6,8 @@ Result:   docs/transfer.md (test accuracy of the network's own head vs LinearSVC
           regression on its c5 (120-d) and f6 (84-d) features, and on raw pixels for reference).
 
 Steps: train LeNet-5 with the one trainer (``get_config``), extract the ``c5`` and ``f6`` taps of
-every training and test image with :func:`jaxdl.transfer.extract_run_features` (batched, jit,
-progress bar; written to ``OUT/features.npz``), standardize them (statistics of the training
+every training and test image with :func:`jaxdl.transfer.extract_features` (batched, jit,
+progress bar; written to ``OUT/features.npz``; ``jaxdl extract`` does the same from the CLI), standardize them (statistics of the training
 features) and fit scikit-learn's ``LinearSVC`` and ``LogisticRegression`` on the training
 features (Razavian et al. 2014: off-the-shelf CNN features + a linear SVM).
 """
@@ -65,7 +65,7 @@ def linear_probes(features: dict[str, np.ndarray], taps, *, max_train: int | Non
 
 
 def main(argv=None):
-    from jaxdl.transfer import extract_run_features
+    from jaxdl.transfer import extract_features, load_run_model, save_features
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/features-svm-fashion-mnist")
@@ -90,18 +90,21 @@ def main(argv=None):
         else:
             summary = fit(config, run, overwrite=args.overwrite or args.smoke,
                           progress=False if args.no_progress else None)
-        path = extract_run_features(run, out / "features.npz", taps=TAPS, limit=limit,
-                                    progress=not args.no_progress)
+        # The run rebuilt once from its folder: model, data (with the run's subset) and normalization.
+        exp, variables = load_run_model(run)
     except JaxdlError as err:
         print(f"features_svm_fashion_mnist: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    with np.load(path) as f:
-        features = dict(f)
+    features = {}
+    for split, dataset in (("train", exp.train_set), ("test", exp.test_set)):
+        if limit is not None:
+            dataset = dataset.subset(np.arange(min(limit, len(dataset))))
+        taps = extract_features(exp.model, variables, dataset.images, taps=TAPS, prepare=exp.prepare,
+                                progress=not args.no_progress)
+        features.update({f"{split}_{tap}": value for tap, value in taps.items()})
+        features[f"{split}_labels"] = dataset.labels
+    save_features(out / "features.npz", features)
     # Raw pixels (scaled to [0, 1]) as the no-CNN baseline.
-    from jaxdl.train.checkpoint import load_run
-    from jaxdl.train.loop import build_experiment
-
-    exp = build_experiment(load_run(run)[0])
     n_train, n_test = len(features["train_labels"]), len(features["test_labels"])
     features["train_pixels"] = exp.train_set.images[:n_train].reshape(n_train, -1) / 255.0
     features["test_pixels"] = exp.test_set.images[:n_test].reshape(n_test, -1) / 255.0

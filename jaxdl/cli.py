@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--limit", type=_positive_int, default=None, help="first N images of each split")
     x.add_argument("--no-progress", action="store_true")
 
+    v = sub.add_parser("visualize", help="filters, feature maps, top patches and saliency PNGs of a trained run")
+    v.add_argument("run_dir", metavar="RUN_DIR")
+    v.add_argument("--out", default=None, help="folder for the PNGs (default RUN_DIR/viz)")
+    v.add_argument("--tap", action="append", default=None, help="feature tap (repeatable; default: first two maps)")
+    v.add_argument("--image-index", type=int, default=0, help="test image for feature maps and saliency")
+    v.add_argument("--patch-images", type=_positive_int, default=2000, help="test images searched for top patches")
+
     m = sub.add_parser("models", help="list registered models with parameter counts")
     m.add_argument("--family", default=None)
     m.add_argument("--no-count", action="store_true", help="skip computing parameter counts")
@@ -323,6 +330,15 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from jaxdl.viz import visualize_run
+
+    for path in visualize_run(args.run_dir, args.out, taps=args.tap, image_index=args.image_index,
+                              patch_images=args.patch_images):
+        print(path)
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -401,7 +417,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": _cmd_train, "models": _cmd_models, "summary": _cmd_summary, "datasets": _cmd_datasets,
             "download": _cmd_download, "finetune": _cmd_finetune, "extract": _cmd_extract,
-            "segment-train": _cmd_segment_train, "detect-train": _cmd_detect_train, "bench": _cmd_bench}
+            "segment-train": _cmd_segment_train, "detect-train": _cmd_detect_train, "bench": _cmd_bench,
+            "visualize": _cmd_visualize}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
