@@ -142,7 +142,8 @@ def _load(path):
 
 
 def test_every_detection_script_documents_its_command_and_uses_its_recipe():
-    assert {p.stem for p in SHAPES_SCRIPTS} == {"yolo_v1_shapes", "ssd_shapes", "faster_rcnn_shapes", "mask_rcnn_shapes"}
+    assert {p.stem for p in SHAPES_SCRIPTS} == {"yolo_v1_shapes", "ssd_shapes", "faster_rcnn_shapes", "mask_rcnn_shapes",
+                                              "fast_rcnn_shapes"}
     for path in SHAPES_SCRIPTS:
         module = _load(path)
         assert "Command" in module.__doc__ and f"--model {path.stem[:-7]}" in module.__doc__
@@ -162,3 +163,10 @@ def test_cli_detect_train_bad_model_is_one_line_exit_2():
     r = subprocess.run([sys.executable, "-m", "jaxdl.cli", "detect-train", "--model", "yolo", "--smoke"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown detector 'yolo'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_rcnn_script_smoke_run(tmp_path):
+    module = _load(Path(__file__).resolve().parents[2] / "experiments" / "rcnn_shapes.py")
+    assert "Command" in module.__doc__
+    summary = module.main(["--smoke", "--out", str(tmp_path)])
+    assert 0.0 <= summary["map50"] <= 1.0 and (tmp_path / "summary.json").is_file()
