@@ -25,8 +25,13 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/rcnn-shapes")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--train-images", type=int, default=None)
+    parser.add_argument("--cnn-steps", type=int, default=None)
     args = parser.parse_args(argv)
     cfg = get_config()
+    for key in ("train_images", "cnn_steps"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     if args.smoke:
         cfg.update(train_images=6, test_images=4, num_proposals=16, crop_size=16, cnn_steps=2, batch_size=16)
 
