@@ -131,7 +131,8 @@ def test_unknown_detector_and_bad_options():
         create_detector("ssd", no_such_field=1)
 
 
-SHAPES_SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*_shapes.py"))
+RECIPE_MODELS = ("yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn")
+SHAPES_SCRIPTS = [Path(__file__).resolve().parents[2] / "experiments" / f"{m}_shapes.py" for m in RECIPE_MODELS]
 
 
 def _load(path):
@@ -142,8 +143,7 @@ def _load(path):
 
 
 def test_every_detection_script_documents_its_command_and_uses_its_recipe():
-    assert {p.stem for p in SHAPES_SCRIPTS} == {"yolo_v1_shapes", "ssd_shapes", "faster_rcnn_shapes", "mask_rcnn_shapes",
-                                              "fast_rcnn_shapes"}
+    assert all(p.is_file() for p in SHAPES_SCRIPTS)
     for path in SHAPES_SCRIPTS:
         module = _load(path)
         assert "Command" in module.__doc__ and f"--model {path.stem[:-7]}" in module.__doc__
