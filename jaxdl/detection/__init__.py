@@ -4,6 +4,11 @@
 * :mod:`~jaxdl.detection.anchors` - Faster R-CNN anchors, SSD default boxes.
 * :mod:`~jaxdl.detection.nms` - static-size, batched, class-aware NMS.
 * RoI pooling / RoI Align live in :mod:`jaxdl.nn.roi` (layers shared with segmentation).
+* :mod:`~jaxdl.detection.metrics` - VOC AP (11-point / all-point), COCO AP / AR, mask AP.
+* :mod:`~jaxdl.detection.formats` - Pascal VOC XML, COCO JSON, YOLO txt; :mod:`~jaxdl.detection.augment`.
+* Detectors: :mod:`~jaxdl.detection.yolo`, :mod:`~jaxdl.detection.ssd`, :mod:`~jaxdl.detection.faster_rcnn`
+  (Fast / Faster / Mask R-CNN), :mod:`~jaxdl.detection.rcnn`; by name with
+  :func:`~jaxdl.detection.detectors.create_detector`; trained by :mod:`~jaxdl.detection.train`.
 """
 
 from jaxdl.detection.anchors import anchor_grid, ssd_default_boxes, ssd_scales  # noqa: F401

@@ -23,6 +23,8 @@ DETECTORS = {
     "ssd": SSD,
     "faster_rcnn": FasterRCNN,
     "mask_rcnn": functools.partial(FasterRCNN, mask_head=True),
+    # Fast R-CNN (Girshick 2015): given proposals, RoI max pooling 7x7 (sec. 2.1)
+    "fast_rcnn": functools.partial(FasterRCNN, proposal_source="given", pooler="pool"),
 }
 
 

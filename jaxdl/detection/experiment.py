@@ -77,10 +77,24 @@ def run_detection(config: DetectionConfig, out: str | None = None, log: Callable
     train = make_shapes(config.train_images, image_size=config.image_size, seed=config.train_seed)
     test = make_shapes(config.test_images, image_size=config.image_size, seed=config.test_seed)
     log(f"{config.model}: {len(train)} train / {len(test)} test shapes images {config.image_size}x{config.image_size}")
+    extra = {}
+    if getattr(model, "proposal_source", "rpn") == "given":
+        import time
+
+        from jaxdl.detection.proposals import proposal_recall, proposals_for
+        t0 = time.time()
+        extra = {"train_proposals": proposals_for(train.images, model.post_nms_top_n),
+                 "test_proposals": proposals_for(test.images, model.post_nms_top_n)}
+        recall = {f"proposal_recall{int(t * 100)}": proposal_recall(extra["test_proposals"], test.boxes, test.classes, t)
+                  for t in (0.5, 0.7)}
+        log(f"selective-search proposals: {time.time() - t0:.0f}s, test recall " +
+            " ".join(f"{k}={v:.3f}" for k, v in recall.items()))
     state, summary = train_detector(
         model, train, test, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, flip=config.flip, max_scale=config.max_scale, seed=config.seed,
-        with_masks=with_masks, time_limit_s=config.time_limit_s, max_steps=config.max_steps, log=log)
+        with_masks=with_masks, time_limit_s=config.time_limit_s, max_steps=config.max_steps, log=log, **extra)
+    if extra:
+        summary.update(recall)
     summary = {"model": config.model, **summary,
                "config": {k: (v if k != "model_options" else {o: repr(x) for o, x in v.items()})
                           for k, v in dataclasses.asdict(config).items()},
@@ -90,11 +104,11 @@ def run_detection(config: DetectionConfig, out: str | None = None, log: Callable
         from jaxdl.train.io import write_json_atomic
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "summary.json", summary)
-        _save_example(state, test, Path(out) / "examples.png", with_masks)
+        _save_example(state, test, Path(out) / "examples.png", with_masks, extra.get("test_proposals"))
     return summary
 
 
-def _save_example(state, test, path: Path, with_masks: bool, count: int = 6) -> None:
+def _save_example(state, test, path: Path, with_masks: bool, proposals=None, count: int = 6) -> None:
     import jax
     import numpy as np
 
@@ -102,14 +116,14 @@ def _save_example(state, test, path: Path, with_masks: bool, count: int = 6) -> 
     from jaxdl.viz.boxes import plot_detections
 
     k = min(count, len(test))
-    out = jax.device_get(jax.jit(predict)(state, test.images[:k]))
+    out = jax.device_get(jax.jit(predict)(state, test.images[:k], None if proposals is None else proposals[:k]))
     plot_detections(test.images[:k], {key: np.asarray(v) for key, v in out.items()}, test.class_names, path,
                     ground_truth={"boxes": test.boxes[:k], "classes": test.classes[:k]}, masks=with_masks)
 
 
 def add_detect_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``jaxdl detect-train`` (and of every ``experiments/*_shapes.py``)."""
-    p.add_argument("--model", default=None, help="yolo_v1, ssd, faster_rcnn, mask_rcnn")
+    p.add_argument("--model", default=None, help="yolo_v1, ssd, faster_rcnn, mask_rcnn, fast_rcnn")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
@@ -120,6 +134,8 @@ def add_detect_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="folder for summary.json and examples.png")
     p.add_argument("--smoke", action="store_true", help="shrink to seconds (tests)")
+    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with `jaxdl train` (the "
+                   "detection loop prints one line per epoch, no progress bar)")
 
 
 def _apply_args(config: DetectionConfig, args: argparse.Namespace) -> DetectionConfig:
@@ -153,6 +169,7 @@ RECIPES = {
     "ssd": {"epochs": 8, "batch_size": 32},
     "faster_rcnn": {"epochs": 6, "batch_size": 16},
     "mask_rcnn": {"epochs": 5, "batch_size": 16},
+    "fast_rcnn": {"epochs": 6, "batch_size": 16, "train_images": 1000},
 }
 
 

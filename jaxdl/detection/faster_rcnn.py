@@ -60,6 +60,7 @@ class FasterRCNN(nn.Module):
 
     num_classes: int = 3
     image_size: int = 64
+    proposal_source: str = "rpn"        # "given": Fast R-CNN, proposals come with the input
     backbone: Any = None
     backbone_taps: Any = None
     tap: str = "s8"
@@ -90,11 +91,15 @@ class FasterRCNN(nn.Module):
     def setup(self):
         if self.pooler not in ("align", "pool"):
             raise ConfigError(f"pooler must be 'align' (RoI Align) or 'pool' (RoI max pooling), got {self.pooler!r}")
+        if self.proposal_source not in ("rpn", "given"):
+            raise ConfigError(f"proposal_source must be 'rpn' (Faster R-CNN) or 'given' (Fast R-CNN), "
+                              f"got {self.proposal_source!r}")
         self.features = make_backbone(self.backbone, self.backbone_taps)
-        a = len(self.anchor_sizes) * len(self.aspect_ratios)
-        self.rpn_conv = nn.Conv(self.rpn_width, (3, 3), padding=1)
-        self.rpn_cls = nn.Conv(a, (1, 1), kernel_init=nn.initializers.normal(0.01))
-        self.rpn_box = nn.Conv(4 * a, (1, 1), kernel_init=nn.initializers.normal(0.01))
+        if self.proposal_source == "rpn":
+            a = len(self.anchor_sizes) * len(self.aspect_ratios)
+            self.rpn_conv = nn.Conv(self.rpn_width, (3, 3), padding=1)
+            self.rpn_cls = nn.Conv(a, (1, 1), kernel_init=nn.initializers.normal(0.01))
+            self.rpn_box = nn.Conv(4 * a, (1, 1), kernel_init=nn.initializers.normal(0.01))
         self.fc6 = nn.Dense(self.fc_width)
         self.fc7 = nn.Dense(self.fc_width)
         self.cls_score = nn.Dense(self.num_classes + 1, kernel_init=nn.initializers.normal(0.01))
@@ -150,10 +155,23 @@ class FasterRCNN(nn.Module):
         return self.mask_logits(h).reshape(n, r, 2 * self.mask_pool_size, 2 * self.mask_pool_size, self.num_classes)
 
     # ------------------------------------------------------------------ inference
-    def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    def _given(self, proposals, n):
+        """Fast R-CNN's external proposals ``<f>[N, P, 4]``; rows of zero width are padding."""
+        if proposals is None:
+            if not self.is_initializing():
+                raise ConfigError("fast_rcnn needs proposals: call it with proposals=<f32>[N, P, 4] "
+                                  "(e.g. jaxdl.detection.proposals.proposals_for(images))")
+            proposals = jnp.tile(jnp.asarray([0.0, 0.0, self.image_size, self.image_size]), (n, 1, 1))
+        ok = (proposals[..., 2] - proposals[..., 0] > 1e-3) & (proposals[..., 3] - proposals[..., 1] > 1e-3)
+        return proposals, ok
+
+    def __call__(self, x: jax.Array, train: bool = False, proposals: jax.Array | None = None) -> dict[str, jax.Array]:
         feat = self.features(x, train=train, features=(self.tap,))[self.tap]
-        logits, deltas = self._rpn(feat)
-        props, ok = jax.vmap(lambda l, d: self._proposals(l, d, self.post_nms_top_n))(logits, deltas)
+        if self.proposal_source == "given":
+            props, ok = self._given(proposals, x.shape[0])
+        else:
+            logits, deltas = self._rpn(feat)
+            props, ok = jax.vmap(lambda l, d: self._proposals(l, d, self.post_nms_top_n))(logits, deltas)
         cls_logits, box_deltas = self._box_head(self._pool(feat, props, self.pool_size))
         probs = jax.nn.softmax(cls_logits, axis=-1)[..., 1:] * ok[..., None]
         boxes = decode_boxes(box_deltas, props[:, :, None, :], RCNN_BOX_WEIGHTS)
@@ -168,17 +186,14 @@ class FasterRCNN(nn.Module):
             out["masks"] = jax.vmap(lambda mm, bb: paste_masks(mm, bb, (self.image_size, self.image_size)))(m, out["boxes"])
         return out
 
-    # ------------------------------------------------------------------ training
-    def loss(self, x: jax.Array, targets: dict[str, jax.Array], train: bool = True) -> tuple[jax.Array, dict]:
-        gt_boxes, gt_classes = targets["boxes"], targets["classes"]
-        n, m = gt_classes.shape
-        feat = self.features(x, train=train, features=(self.tap,))[self.tap]
+    def _rpn_loss(self, feat, key, gt_boxes, gt_classes):
+        """RPN loss (sec. 3.1.2) and the proposals for the RoI head (no gradient through them,
+        as in the approximate joint training of sec. 3.2)."""
+        n = gt_classes.shape[0]
         logits, deltas = self._rpn(feat)
         anchors = self.anchors
-        key = self.make_rng("sample")
-        k_rpn, k_roi = jax.random.split(key)
 
-        # RPN loss (sec. 3.1.2): binary log loss on sampled anchors + smooth L1 on the positives.
+        # binary log loss on sampled anchors + smooth L1 on the positives
         def rpn_one(key, l, d, b, c):
             label, matched, _ = assign(anchors, jnp.ones(anchors.shape[0], bool), b, c,
                                        self.rpn_pos_iou, self.rpn_neg_iou, allow_low_quality=True)
@@ -190,12 +205,23 @@ class FasterRCNN(nn.Module):
             box_loss = jnp.sum(_smooth_l1(d[safe] - target, 1.0 / 9).sum(-1) * (kind == 1))
             return cls_loss, box_loss, jnp.maximum(used.sum(), 1.0)
 
-        rc, rb, rn = jax.vmap(rpn_one)(jax.random.split(k_rpn, n), logits, deltas, gt_boxes, gt_classes)
-        rpn_cls, rpn_box = jnp.sum(rc) / jnp.sum(rn), jnp.sum(rb) / jnp.sum(rn)
-
-        # Proposals (no gradient through them, as in the approximate joint training of sec. 3.2).
+        rc, rb, rn = jax.vmap(rpn_one)(jax.random.split(key, n), logits, deltas, gt_boxes, gt_classes)
         props, ok = jax.vmap(lambda l, d: self._proposals(l, d, self.post_nms_top_n))(
             jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas))
+        return props, ok, {"rpn_cls": jnp.sum(rc) / jnp.sum(rn), "rpn_box": jnp.sum(rb) / jnp.sum(rn)}
+
+    # ------------------------------------------------------------------ training
+    def loss(self, x: jax.Array, targets: dict[str, jax.Array], train: bool = True) -> tuple[jax.Array, dict]:
+        gt_boxes, gt_classes = targets["boxes"], targets["classes"]
+        n, m = gt_classes.shape
+        feat = self.features(x, train=train, features=(self.tap,))[self.tap]
+        key = self.make_rng("sample")
+        k_rpn, k_roi = jax.random.split(key)
+        parts = {}
+        if self.proposal_source == "given":
+            props, ok = self._given(targets.get("proposals"), n)
+        else:
+            props, ok, parts = self._rpn_loss(feat, k_rpn, gt_boxes, gt_classes)
         props = jnp.concatenate([props, gt_boxes], axis=1)
         ok = jnp.concatenate([ok, gt_classes >= 0], axis=1)
 
@@ -218,13 +244,17 @@ class FasterRCNN(nn.Module):
         box_target = encode_boxes(matched_boxes, rois, RCNN_BOX_WEIGHTS)
         own = jnp.take_along_axis(box_deltas, jnp.maximum(cls_target - 1, 0)[..., None, None], axis=2)[:, :, 0]
         roi_box = jnp.sum(_smooth_l1(own - box_target, 1.0).sum(-1) * fg) / denom
-        parts = {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "roi_cls": roi_cls, "roi_box": roi_box}
+        parts.update({"roi_cls": roi_cls, "roi_box": roi_box})
 
         if self.mask_head:
             if "masks" not in targets:
                 raise ConfigError("mask_rcnn training needs instance masks in the batch ('masks': [N, M, H, W])")
             size = 2 * self.mask_pool_size
-            mask_logits = self._mask_head(self._pool(feat, rois, self.mask_pool_size))   # [N, R, 28, 28, K]
+            # The mask loss is defined on positive RoIs only (Mask R-CNN sec. 3.1); sample_balanced puts
+            # them in the first round(roi_batch * fraction) slots, so only those go through the mask head.
+            p = max(1, int(round(self.roi_batch * self.roi_positive_fraction)))
+            rois, fg, cls_target, gt_idx = rois[:, :p], fg[:, :p], cls_target[:, :p], gt_idx[:, :p]
+            mask_logits = self._mask_head(self._pool(feat, rois, self.mask_pool_size))   # [N, P, 28, 28, K]
             own_mask = jnp.take_along_axis(mask_logits, jnp.maximum(cls_target - 1, 0)[:, :, None, None, None],
                                            axis=-1)[..., 0]
             # Target: the matched instance mask cropped to the RoI and resampled to 28x28 (RoI Align on the mask).

@@ -28,6 +28,7 @@ import numpy as np
 from jaxdl.data.loader import epoch_order
 from jaxdl.detection.augment import random_hflip, random_scale_crop
 from jaxdl.detection.metrics import coco_evaluate, voc_map
+from jaxdl.errors import ConfigError
 from jaxdl.optim import optimizer, schedule
 from jaxdl.train.state import TrainState, create_train_state
 
@@ -48,11 +49,18 @@ def detection_train_step(state: TrainState, batch: dict[str, jax.Array], *, flip
     key = jax.random.fold_in(state.rng, state.step)
     k_flip, k_scale, k_drop, k_sample = jax.random.split(key, 4)
     images, boxes, classes, masks = batch["image"], batch["boxes"], batch["classes"], batch.get("masks")
+    proposals = batch.get("proposals")
     if max_scale > 1.0:
+        if proposals is not None:
+            raise ConfigError("max_scale > 1 (zoom augmentation) is not supported with given proposals")
         images, boxes, classes, masks = random_scale_crop(k_scale, images, boxes, classes, masks, max_scale)
     if flip:
+        if proposals is not None:   # the same key draws the same flips for the proposals
+            _, proposals, _, _ = random_hflip(k_flip, images, proposals, jnp.zeros(proposals.shape[:2], jnp.int32))
         images, boxes, classes, masks = random_hflip(k_flip, images, boxes, classes, masks)
     targets = {"boxes": boxes, "classes": classes}
+    if proposals is not None:
+        targets["proposals"] = proposals
     if masks is not None:
         targets["masks"] = masks
     mutable = ["batch_stats"] if state.batch_stats else []
@@ -72,28 +80,33 @@ def detection_train_step(state: TrainState, batch: dict[str, jax.Array], *, flip
     return new_state, metrics
 
 
-def predict(state: TrainState, images: jax.Array) -> dict[str, jax.Array]:
-    """Detections in inference mode (running BatchNorm statistics)."""
-    return state.apply_fn(state.variables, to_input(images), train=False)
+def predict(state: TrainState, images: jax.Array, proposals: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Detections in inference mode (running BatchNorm statistics); ``proposals`` for Fast R-CNN."""
+    if proposals is None:
+        return state.apply_fn(state.variables, to_input(images), train=False)
+    return state.apply_fn(state.variables, to_input(images), train=False, proposals=proposals)
 
 
-def shapes_batch(data, idx: np.ndarray, with_masks: bool = False) -> dict[str, np.ndarray]:
-    """A detection batch from a :class:`jaxdl.data.shapes.ShapesSet` at ``idx``."""
+def shapes_batch(data, idx: np.ndarray, with_masks: bool = False, proposals: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+    """A detection batch from a :class:`jaxdl.data.shapes.ShapesSet` at ``idx`` (+ its proposals)."""
     out = {"image": data.images[idx], "boxes": data.boxes[idx], "classes": data.classes[idx]}
     if with_masks:
         out["masks"] = data.masks[idx]
+    if proposals is not None:
+        out["proposals"] = proposals[idx]
     return out
 
 
 def evaluate_detector(state: TrainState, data, batch_size: int = 50, with_masks: bool = False,
-                      predict_fn: Callable | None = None) -> dict[str, float]:
+                      predict_fn: Callable | None = None, proposals: np.ndarray | None = None) -> dict[str, float]:
     """VOC mAP@0.5 (all-point and 11-point) and COCO AP / AR on a shapes set (boxes, and masks
     with ``with_masks``)."""
     predict_fn = predict_fn or jax.jit(predict)
     dets, gts = [], []
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(len(data), start + batch_size))
-        out = jax.device_get(predict_fn(state, data.images[idx]))
+        out = jax.device_get(predict_fn(state, data.images[idx], None if proposals is None else proposals[idx]))
         for r, i in enumerate(idx):
             d = {k: np.asarray(v[r]) for k, v in out.items()}
             if with_masks:
@@ -117,6 +130,7 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
                    learning_rate: float = 1e-3, optimizer_name: str = "adam", weight_decay: float = 0.0,
                    warmup_epochs: float = 0.0, flip: bool = True, max_scale: float = 1.0, seed: int = 0,
                    with_masks: bool = False, time_limit_s: float | None = None, max_steps: int | None = None,
+                   train_proposals: np.ndarray | None = None, test_proposals: np.ndarray | None = None,
                    log: Callable[[str], None] = print) -> tuple[TrainState, dict[str, Any]]:
     """Train ``model`` on ``train_set`` (a shapes set) and evaluate on ``test_set``.
 
@@ -142,7 +156,7 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
         sums, count = {}, 0
         for b in range(steps_per_epoch):
             idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
-            state, metrics = step(state, shapes_batch(train_set, idx, with_masks))
+            state, metrics = step(state, shapes_batch(train_set, idx, with_masks, train_proposals))
             done += 1
             if b % 20 == 0 or b == steps_per_epoch - 1:
                 m = jax.device_get(metrics)
@@ -160,7 +174,7 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
         if stopped or done >= total:
             break
     train_seconds = time.time() - start
-    summary = evaluate_detector(state, test_set, with_masks=with_masks)
+    summary = evaluate_detector(state, test_set, with_masks=with_masks, proposals=test_proposals)
     summary.update({"steps": done, "epochs_run": epoch + 1, "train_seconds": round(train_seconds, 1),
                     "stopped_early": stopped})
     log("eval " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))

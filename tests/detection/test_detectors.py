@@ -1,9 +1,11 @@
 """Every detector: losses on hand-built targets, one jit-compiled training step, inference shapes,
 and the experiment / CLI entry points on tiny inputs."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +14,11 @@ import pytest
 
 from jaxdl.data.shapes import make_shapes
 from jaxdl.detection.detectors import available_detectors, create_detector
-from jaxdl.detection.experiment import DetectionConfig, _smoke_model, run_detection, smoke_config
+from jaxdl.detection.experiment import _smoke_model, recipe
 from jaxdl.detection.sampling import assign, sample_balanced
-from jaxdl.detection.ssd import SSD, ssd_match
-from jaxdl.detection.train import detection_train_step, shapes_batch
+from jaxdl.detection.ssd import ssd_match
+from jaxdl.detection.proposals import proposal_recall, proposals_for, selective_search
+from jaxdl.detection.train import detection_train_step, predict, shapes_batch
 from jaxdl.detection.yolo import yolo_targets
 from jaxdl.errors import ConfigError
 from jaxdl.optim import optimizer
@@ -62,12 +65,6 @@ def test_ssd_matching_and_hard_negative_ratio():
     # IoU > 0.5 -> defaults 0 and 1 take object 0 (class 2 -> label 3); default 3 is object 1's best (forced)
     np.testing.assert_array_equal(labels, [3, 3, 0, 1, 0])
     np.testing.assert_allclose(matched[3], [51, 51, 64, 64])
-    m = SSD(num_classes=3, image_size=32, **_smoke_model("ssd"))
-    x = jnp.zeros((2, 32, 32, 3))
-    variables = jax.jit(m.init)(jax.random.PRNGKey(0), x)
-    t = {"boxes": jnp.array([[[2., 2, 14, 14]], [[10, 10, 30, 30]]]), "classes": jnp.array([[0], [1]])}
-    loss, parts = jax.jit(lambda v: m.apply(v, x, t, train=False, method="loss"))(variables)
-    assert np.isfinite(float(loss)) and float(parts["conf"]) > 0 and float(parts["loc"]) >= 0
 
 
 def test_assign_and_sample_balanced():
@@ -91,24 +88,40 @@ def tiny_data():
     return make_shapes(4, image_size=32, seed=0, max_objects=3)
 
 
-@pytest.mark.parametrize("name", ["yolo_v1", "ssd", "faster_rcnn", "mask_rcnn"])
+@pytest.mark.parametrize("name", ["yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn"])
 def test_training_step_reduces_nothing_to_nan_and_inference_is_static(name, tiny_data):
     model = create_detector(name, num_classes=3, image_size=32, **_smoke_model(name))
     with_masks = name == "mask_rcnn"
     state = create_train_state(model, optimizer("adam", 1e-3), input_shape=(32, 32, 3), seed=0)
-    batch = shapes_batch(tiny_data, np.arange(4), with_masks)
+    given = name == "fast_rcnn"
+    proposals = proposals_for(tiny_data.images, 16) if given else None
+    batch = shapes_batch(tiny_data, np.arange(4), with_masks, proposals)
     step = jax.jit(detection_train_step, donate_argnums=0)
     before = jax.tree_util.tree_map(np.asarray, state.params)
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
     changed = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), state.params, before)
     assert max(jax.tree_util.tree_leaves(changed)) > 0
-    out = state.apply_fn(state.variables, jnp.zeros((2, 32, 32, 3)), train=False)
+    out = predict(state, tiny_data.images[:2], None if proposals is None else proposals[:2])
     d = out["boxes"].shape[1]
     assert out["boxes"].shape == (2, d, 4) and out["scores"].shape == (2, d) and out["classes"].dtype == jnp.int32
     if with_masks:
         assert out["masks"].shape == (2, d, 32, 32)
         assert set(metrics) >= {"mask", "rpn_cls", "roi_cls"}
+
+
+def test_selective_search_proposals_cover_the_shapes():
+    data = make_shapes(20, image_size=64, seed=5)
+    props = proposals_for(data.images, 64)
+    assert props.shape == (20, 64, 4)
+    assert proposal_recall(props, data.boxes, data.classes, 0.5) >= 0.85
+    one = selective_search(data.images[0])
+    assert one.ndim == 2 and len(one) > data.num_objects[0]
+    assert np.all(one[:, 2] > one[:, 0]) and np.all(one[:, :2] >= 0) and np.all(one[:, 2:] <= 64)
+    with pytest.raises(ConfigError, match="needs proposals"):
+        m = create_detector("fast_rcnn", num_classes=3, image_size=32, **_smoke_model("fast_rcnn"))
+        v = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+        m.apply(v, jnp.zeros((1, 32, 32, 3)))
 
 
 def test_unknown_detector_and_bad_options():
@@ -118,9 +131,28 @@ def test_unknown_detector_and_bad_options():
         create_detector("ssd", no_such_field=1)
 
 
-def test_run_detection_smoke_writes_summary_and_example(tmp_path):
-    config = smoke_config(DetectionConfig(model="ssd"))
-    summary = run_detection(config, str(tmp_path), log=lambda s: None)
+RECIPE_MODELS = ("yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn")
+SHAPES_SCRIPTS = [Path(__file__).resolve().parents[2] / "experiments" / f"{m}_shapes.py" for m in RECIPE_MODELS]
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_detection_script_documents_its_command_and_uses_its_recipe():
+    assert all(p.is_file() for p in SHAPES_SCRIPTS)
+    for path in SHAPES_SCRIPTS:
+        module = _load(path)
+        assert "Command" in module.__doc__ and f"--model {path.stem[:-7]}" in module.__doc__
+        assert module.get_config() == recipe(path.stem[:-7])
+
+
+def test_ssd_script_smoke_run_writes_summary_and_example(tmp_path):
+    module = _load(next(p for p in SHAPES_SCRIPTS if p.stem == "ssd_shapes"))
+    summary = module.main(["--smoke", "--out", str(tmp_path), "--no-progress"])
     assert 0.0 <= summary["map50"] <= 1.0 and summary["steps"] == 2
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["model"] == "ssd" and "device" in saved
@@ -131,3 +163,10 @@ def test_cli_detect_train_bad_model_is_one_line_exit_2():
     r = subprocess.run([sys.executable, "-m", "jaxdl.cli", "detect-train", "--model", "yolo", "--smoke"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown detector 'yolo'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_rcnn_script_smoke_run(tmp_path):
+    module = _load(Path(__file__).resolve().parents[2] / "experiments" / "rcnn_shapes.py")
+    assert "Command" in module.__doc__
+    summary = module.main(["--smoke", "--out", str(tmp_path)])
+    assert 0.0 <= summary["map50"] <= 1.0 and (tmp_path / "summary.json").is_file()
