@@ -8,10 +8,8 @@ Result:   corpus BLEU-1..4 of greedy and beam-search (beam 3) captions on the te
 """
 
 
-import argparse
 import dataclasses
 import functools
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from jaxdl.data.captions import WordVocab, shapes_captions
 from jaxdl.errors import JaxdlError
 from jaxdl.models.captioning import ShowAndTell, caption_loss, generate
 from jaxdl.train.bleu import bleu_scores
+from jaxdl.train.experiment import Option, run_script
 from jaxdl.train.io import write_json_atomic, write_jsonl_atomic
 from jaxdl.train.state import TrainState
 from jaxdl.train.steps import step_keys
@@ -169,24 +168,11 @@ def check_smoke(summary: dict) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=get_config.__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/captioning-shapes")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="accepted for the common interface")
-    parser.add_argument("--encoder", default=None, help="any registered model name (its pre_logits tap is used)")
-    parser.add_argument("--epochs", type=int, default=None)
-    args = parser.parse_args(argv)
-    config = smoke(get_config()) if args.smoke else get_config()
-    if args.encoder:
-        config = dataclasses.replace(config, encoder=args.encoder, encoder_options=())
-    if args.epochs:
-        config = dataclasses.replace(config, epochs=args.epochs)
-    try:
-        return run(config, Path(args.out))
-    except (JaxdlError, ValueError) as err:  # an unknown encoder name is a ValueError listing close names
-        print(f"captioning_shapes: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
+    # An unknown encoder name is a ValueError listing close names: bad input too.
+    return run_script(get_config, run, "captioning-shapes", argv, smoke=smoke, errors=(JaxdlError, ValueError),
+                      options=[Option("--encoder", str, "any registered model name (its pre_logits tap is used)",
+                                      also=(("encoder_options", ()),)),
+                               Option("--epochs", int)])
 
 if __name__ == "__main__":
     main()

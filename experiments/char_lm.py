@@ -8,10 +8,8 @@ Result:   bits per character on train and held-out text plus samples at temperat
 """
 
 
-import argparse
 import dataclasses
 import functools
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import numpy as np
 
 from jaxdl import optim
 from jaxdl.data.text import CharVocab, load_text, split_text
-from jaxdl.errors import JaxdlError
 from jaxdl.models.rnn import CharLanguageModel, sample_tokens
+from jaxdl.train.experiment import Option, run_script
 from jaxdl.train.io import write_json_atomic, write_jsonl_atomic
 from jaxdl.train.tbptt import (bits_per_token, create_sequence_state, num_stream_chunks, stream_chunks,
                                tbptt_eval_step, tbptt_train_step)
@@ -131,26 +129,9 @@ def check_smoke(summary: dict) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=get_config.__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/char-lm")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="accepted for the common interface")
-    parser.add_argument("--text", default=None, help="a UTF-8 file instead of the built-in corpus")
-    parser.add_argument("--epochs", type=int, default=None)
-    args = parser.parse_args(argv)
-    config = get_config()
-    if args.smoke:
-        config = smoke(config)
-    if args.text:
-        config = dataclasses.replace(config, text=args.text)
-    if args.epochs:
-        config = dataclasses.replace(config, epochs=args.epochs)
-    try:
-        return run(config, Path(args.out))
-    except JaxdlError as err:
-        print(f"char_lm: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
+    return run_script(get_config, run, "char-lm", argv, smoke=smoke,
+                      options=[Option("--text", str, "a UTF-8 file instead of the built-in corpus"),
+                               Option("--epochs", int)])
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ Result:   test accuracy of the sum, OUT/summary.json; numbers in docs/rnn.md.
 """
 
 
-import argparse
 import dataclasses
 import functools
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from jaxdl import data, optim
 from jaxdl.models.cnn_rnn import CNNRNN
+from jaxdl.train.experiment import run_script
 from jaxdl.train.io import write_json_atomic
 from jaxdl.train.losses import get_loss
 from jaxdl.train.metrics import finalize
@@ -104,14 +104,7 @@ def run(config: DigitSumConfig, out: Path, log=print) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=get_config.__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/cnn-lstm-digit-sums")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="accepted for the common interface")
-    args = parser.parse_args(argv)
-    config = smoke(get_config()) if args.smoke else get_config()
-    return run(config, Path(args.out))
-
+    return run_script(get_config, run, "cnn-lstm-digit-sums", argv, smoke=smoke)
 
 if __name__ == "__main__":
     main()

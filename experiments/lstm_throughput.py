@@ -8,7 +8,6 @@ Result:   prints sequences/s of both frameworks (torch with all cores and with 1
 """
 
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -21,10 +20,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxdl import optim
 from jaxdl.models.rnn import SequenceClassifier
+from jaxdl.train.experiment import Option, run_script
 from jaxdl.train.io import write_json_atomic
 from jaxdl.train.losses import get_loss
 from jaxdl.train.state import create_train_state
@@ -154,17 +153,8 @@ def check_smoke(summary: dict) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=get_config.__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/lstm-throughput")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="accepted for the common interface")
-    parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
-    config = smoke(get_config()) if args.smoke else get_config()
-    if args.steps:
-        config = dataclasses.replace(config, steps=args.steps)
-    return run(config, Path(args.out))
-
+    return run_script(get_config, run, "lstm-throughput", argv, smoke=smoke,
+                      options=[Option("--steps", int, "timed steps per framework")])
 
 if __name__ == "__main__":
     main()

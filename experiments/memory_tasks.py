@@ -17,7 +17,6 @@ Tasks (fresh random batches every step, drawn from numpy's generator seeded by (
 """
 
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -31,6 +30,7 @@ import optax
 
 from jaxdl import optim
 from jaxdl.models.rnn import SequenceClassifier, SequenceTagger
+from jaxdl.train.experiment import Option, run_script
 from jaxdl.train.io import write_json_atomic
 from jaxdl.train.state import create_train_state
 
@@ -164,17 +164,8 @@ def check_smoke(summary: dict) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=get_config.__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/memory-tasks")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="accepted for the common interface")
-    parser.add_argument("--steps", type=int, default=None)
-    args = parser.parse_args(argv)
-    config = smoke(get_config()) if args.smoke else get_config()
-    if args.steps:
-        config = dataclasses.replace(config, steps=args.steps)
-    return run(config, Path(args.out))
-
+    return run_script(get_config, run, "memory-tasks", argv, smoke=smoke,
+                      options=[Option("--steps", int, "training steps per task and cell")])
 
 if __name__ == "__main__":
     main()
