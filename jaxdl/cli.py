@@ -15,7 +15,6 @@ A training failure (a non-finite loss) exits with code 1; earlier checkpoints ar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -60,33 +59,12 @@ def _positive_float(text: str) -> float:
 
 
 def _key_values(text: str) -> dict[str, Any]:
-    """Parse ``a=1,b=relu,c=[1,2]`` into a dict (values read as JSON where possible)."""
-    out: dict[str, Any] = {}
-    if not text:
-        return out
-    for item in _split_top_level(text):
-        if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs separated by commas, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        depth += ch in "[({"
-        depth -= ch in "])}"
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    return [p for p in parts if p.strip()]
+    """``a=1,b=relu,c=[1,2]`` -> dict (see :func:`jaxdl.train.io.parse_key_values`)."""
+    from jaxdl.train.io import parse_key_values
+    try:
+        return parse_key_values(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

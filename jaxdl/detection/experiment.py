@@ -124,6 +124,8 @@ def _save_example(state, test, path: Path, with_masks: bool, proposals=None, cou
 def add_detect_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``jaxdl detect-train`` (and of every ``experiments/*_shapes.py``)."""
     p.add_argument("--model", default=None, help="yolo_v1, ssd, faster_rcnn, mask_rcnn, fast_rcnn")
+    p.add_argument("--model-options", default=None, metavar="K=V,...",
+                   help="detector fields over the recipe's, e.g. head=fc (yolo_v1) or post_nms_top_n=32")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
@@ -143,6 +145,15 @@ def _apply_args(config: DetectionConfig, args: argparse.Namespace) -> DetectionC
                                  "learning_rate": args.learning_rate, "train_images": args.train_images,
                                  "test_images": args.test_images, "image_size": args.image_size,
                                  "time_limit_s": args.time_limit, "seed": args.seed}.items() if v is not None}
+    if getattr(args, "model_options", None):
+        from jaxdl.train.io import parse_key_values
+        try:
+            options = parse_key_values(args.model_options)
+        except ValueError as err:
+            raise ConfigError(f"--model-options: {err}") from None
+        base = config.model_options if args.model is None or args.model == config.model else \
+            recipe(args.model).model_options
+        updates["model_options"] = {**base, **options}
     for k in ("epochs", "batch_size", "train_images", "test_images"):
         if k in updates and updates[k] < 1:
             raise ConfigError(f"--{k.replace('_', '-')} must be >= 1, got {updates[k]}")

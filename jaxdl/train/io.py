@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_jsonl_atomic", "read_jsonl"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_jsonl_atomic", "read_jsonl", "parse_key_values"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -38,3 +38,35 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def parse_key_values(text: str) -> dict[str, Any]:
+    """Parse a command-line option list ``a=1,b=relu,c=[1,2]`` into a dict; values are read as
+    JSON where they parse (numbers, booleans, lists), else kept as strings; commas inside
+    brackets do not split.
+
+    Raises:
+      ValueError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    for item in (p for p in parts if p.strip()):
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE pairs separated by commas, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

@@ -170,3 +170,20 @@ def test_rcnn_script_smoke_run(tmp_path):
     assert "Command" in module.__doc__
     summary = module.main(["--smoke", "--out", str(tmp_path)])
     assert 0.0 <= summary["map50"] <= 1.0 and (tmp_path / "summary.json").is_file()
+
+
+def test_detect_train_model_options_override_the_recipe():
+    import argparse
+
+    from jaxdl.detection.experiment import _apply_args, add_detect_train_arguments
+    p = argparse.ArgumentParser()
+    add_detect_train_arguments(p)
+    config = _apply_args(recipe("yolo_v1"), p.parse_args(["--model-options", "head=fc,hidden=64,dropout_rate=0.25"]))
+    assert config.model_options == {"head": "fc", "hidden": 64, "dropout_rate": 0.25}
+    config = _apply_args(recipe("yolo_v1"), p.parse_args(["--model", "ssd", "--model-options", "extra_width=8"]))
+    assert config.model == "ssd" and config.model_options == {"extra_width": 8}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _apply_args(recipe("yolo_v1"), p.parse_args(["--model-options", "head"]))
+    r = subprocess.run([sys.executable, "-m", "jaxdl.cli", "detect-train", "--model-options", "no_such=1", "--smoke"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no_such" in r.stderr and "Traceback" not in r.stderr
