@@ -2,8 +2,12 @@
 
 ``experiments/<detector>_shapes.py`` each define ``get_config()`` and call
 :func:`run_detection_experiment`; ``jaxdl detect-train`` calls the same code with the options
-given on its command line. The run prints per-epoch losses and the final metrics, and writes
-``summary.json`` (config, metrics, wall time) to ``--out``.
+given on its command line. The run prints per-epoch losses and the final metrics. With
+``--out DIR`` it keeps a run folder: ``config.json`` (written first), ``metrics.jsonl`` (one row
+per epoch), ``checkpoints/last/<step>/`` (orbax, after every epoch and at a time-limit stop),
+then ``summary.json`` (config, metrics, wall time) and ``examples.png``. ``--resume`` continues
+the run in DIR from its latest checkpoint (same command; only ``--epochs`` and ``--time-limit``
+may change), ``--overwrite`` replaces it; without either an existing non-empty DIR is refused.
 """
 
 from __future__ import annotations
@@ -63,15 +67,68 @@ def _smoke_model(name: str) -> dict:
             "post_nms_top_n": 16, "roi_batch": 16, "rpn_batch": 16, "mask_width": 8, "max_detections": 10}
 
 
-def run_detection(config: DetectionConfig, out: str | None = None, log: Callable[[str], None] = print
-                  ) -> dict[str, Any]:
-    """Train and evaluate; returns (and writes to ``out/summary.json``) the summary."""
+def config_to_json(config: DetectionConfig) -> dict[str, Any]:
+    """``config`` as JSON values; a model option that is not JSON (a backbone module) is kept as its repr."""
+    def plain(v):
+        try:
+            json.dumps(v)
+            return v
+        except TypeError:
+            return repr(v)
+    d = dataclasses.asdict(config)
+    d["model_options"] = {k: plain(v) for k, v in config.model_options.items()}
+    return json.loads(json.dumps(d))    # tuples -> lists, as they read back
+
+
+# What a resume may change: train for longer, or give the run more time.
+_RESUMABLE_CHANGES = ("epochs", "time_limit_s")
+
+
+def _prepare_run_dir(config: DetectionConfig, out: Path, resume: bool, overwrite: bool) -> DetectionConfig:
+    """Check ``out`` before anything is trained or written: refuse to clobber a run, and on resume
+    check the command against the run's ``config.json``."""
+    from jaxdl.errors import ResumeError
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run or replace it")
+    if resume:
+        path = out / "config.json"
+        if not path.is_file():
+            raise ResumeError(f"cannot resume: {out} holds no config.json (not a detect-train run folder); "
+                              f"start a new run with --out {out}")
+        saved = json.loads(path.read_text())
+        now = config_to_json(config)
+        diff = [f"{k} ({saved.get(k)!r} in the run, {now[k]!r} now)" for k in now
+                if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
+        if diff:
+            raise ConfigError(f"cannot resume {out}: the command differs from its config.json in " + "; ".join(diff)
+                              + "; repeat the run's command (only --epochs and --time-limit may change)")
+        return config
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"{out} already holds files; use --resume to continue that run, --overwrite to "
+                          f"replace it, or another --out")
+    return config
+
+
+def run_detection(config: DetectionConfig, out: str | None = None, log: Callable[[str], None] = print, *,
+                  resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate; returns (and, with ``out``, writes to ``out/summary.json``) the summary.
+
+    ``out`` is a run folder (see the module docstring); ``resume`` / ``overwrite`` as there.
+    """
+    import shutil
+
     import jax
 
     from jaxdl.data.shapes import make_shapes
     from jaxdl.detection.detectors import create_detector
     from jaxdl.detection.train import train_detector
+    from jaxdl.train.io import write_json_atomic, write_jsonl_atomic
 
+    if out is None and resume:
+        raise ConfigError("--resume needs --out: the run folder to continue")
+    run_dir = None if out is None else Path(out)
+    if run_dir is not None:
+        _prepare_run_dir(config, run_dir, resume, overwrite)
     model = create_detector(config.model, num_classes=3, image_size=config.image_size, **config.model_options)
     with_masks = bool(getattr(model, "mask_head", False))
     train = make_shapes(config.train_images, image_size=config.image_size, seed=config.train_seed)
@@ -89,22 +146,33 @@ def run_detection(config: DetectionConfig, out: str | None = None, log: Callable
                   for t in (0.5, 0.7)}
         log(f"selective-search proposals: {time.time() - t0:.0f}s, test recall " +
             " ".join(f"{k}={v:.3f}" for k, v in recall.items()))
-    state, summary = train_detector(
-        model, train, test, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, flip=config.flip, max_scale=config.max_scale, seed=config.seed,
-        with_masks=with_masks, time_limit_s=config.time_limit_s, max_steps=config.max_steps, log=log, **extra)
+    checkpoints, on_epoch = None, None
+    if run_dir is not None:
+        from jaxdl.train.checkpoint import RunCheckpoints
+        if not resume:      # the data and the model were built: only now replace what --overwrite replaces
+            if run_dir.exists():
+                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+            run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "config.json", config_to_json(config))
+        checkpoints = RunCheckpoints(run_dir)
+        on_epoch = lambda history: write_jsonl_atomic(run_dir / "metrics.jsonl", history)
+    try:
+        state, summary = train_detector(
+            model, train, test, epochs=config.epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay, flip=config.flip,
+            max_scale=config.max_scale, seed=config.seed, with_masks=with_masks, time_limit_s=config.time_limit_s,
+            max_steps=config.max_steps, checkpoints=checkpoints, resume=resume, on_epoch=on_epoch, log=log, **extra)
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
     if extra:
         summary.update(recall)
-    summary = {"model": config.model, **summary,
-               "config": {k: (v if k != "model_options" else {o: repr(x) for o, x in v.items()})
-                          for k, v in dataclasses.asdict(config).items()},
+    summary = {"model": config.model, **summary, "config": config_to_json(config),
                "device": f"{jax.default_backend()} ({platform.machine()})",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    if out is not None:
-        from jaxdl.train.io import write_json_atomic
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(out) / "summary.json", summary)
-        _save_example(state, test, Path(out) / "examples.png", with_masks, extra.get("test_proposals"))
+    if run_dir is not None:
+        write_json_atomic(run_dir / "summary.json", summary)
+        _save_example(state, test, run_dir / "examples.png", with_masks, extra.get("test_proposals"))
     return summary
 
 
@@ -134,7 +202,10 @@ def add_detect_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", default=None, help="folder for summary.json and examples.png")
+    p.add_argument("--out", default=None, help="run folder: config.json, metrics.jsonl, checkpoints/, "
+                   "summary.json, examples.png")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--smoke", action="store_true", help="shrink to seconds (tests)")
     p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with `jaxdl train` (the "
                    "detection loop prints one line per epoch, no progress bar)")
@@ -168,7 +239,7 @@ def _apply_args(config: DetectionConfig, args: argparse.Namespace) -> DetectionC
 def cmd_detect_train(args: argparse.Namespace) -> int:
     """``jaxdl detect-train``: defaults from ``experiments/<model>_shapes.py`` where it exists."""
     config = _apply_args(recipe(args.model or "yolo_v1"), args)
-    summary = run_detection(config, args.out)
+    summary = run_detection(config, args.out, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return 0
 
@@ -205,7 +276,7 @@ def run_detection_experiment(get_config: Callable[[], DetectionConfig], name: st
     args = parser.parse_args(argv)
     try:
         config = _apply_args(get_config(), args)
-        return run_detection(config, args.out or f"runs/{name}")
+        return run_detection(config, args.out or f"runs/{name}", resume=args.resume, overwrite=args.overwrite)
     except JaxdlError as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

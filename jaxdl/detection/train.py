@@ -10,8 +10,12 @@ so :func:`detection_train_step` is the same for all of them. Batches are
 ``{"image": <u8>[N, H, W, 3], "boxes": <f32>[N, M, 4], "classes": <i32>[N, M]}`` (+ ``"masks"``).
 
 :func:`train_detector` is a small bounded loop for the experiments (epochs, batches from
-``jaxdl.data.loader.epoch_order``, optimizer and schedule from ``jaxdl.optim``); it does not
-write checkpoints (the runs here last minutes).
+``jaxdl.data.loader.epoch_order``, optimizer and schedule from ``jaxdl.optim``). Given a
+:class:`jaxdl.train.checkpoint.RunCheckpoints` it checkpoints after every epoch and when the
+time limit stops it mid-epoch (orbax, keyed by the global step), and ``resume=True`` continues
+from the latest checkpoint at the exact batch it stopped before: the data order is a function of
+(seed, epoch) and the randomness of ``fold_in(rng, step)``, so an interrupted and resumed run
+takes the same steps as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -131,12 +135,19 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
                    warmup_epochs: float = 0.0, flip: bool = True, max_scale: float = 1.0, seed: int = 0,
                    with_masks: bool = False, time_limit_s: float | None = None, max_steps: int | None = None,
                    train_proposals: np.ndarray | None = None, test_proposals: np.ndarray | None = None,
+                   checkpoints: Any = None, resume: bool = False,
+                   on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
                    log: Callable[[str], None] = print) -> tuple[TrainState, dict[str, Any]]:
     """Train ``model`` on ``train_set`` (a shapes set) and evaluate on ``test_set``.
 
     Adam (or ``optimizer_name``) with a cosine decay over the run (linear warm-up of
     ``warmup_epochs``); the gradient is clipped at global norm 10 (the two-stage losses spike in
     the first steps). Stops early at ``time_limit_s`` or ``max_steps`` (the summary says so).
+
+    ``checkpoints`` (a ``RunCheckpoints``): save after every epoch and at an early stop; with
+    ``resume`` restore the latest and go on from its step (``train_seconds`` and the time limit
+    count the earlier part too). ``on_epoch(history)`` is called after each checkpoint with the
+    per-epoch rows so far (``epoch``, ``step``, ``seconds``, mean losses).
 
     Returns:
       ``(state, summary)`` with the metrics of :func:`evaluate_detector`, ``steps``,
@@ -148,13 +159,33 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
                   **({"warmup_steps": int(warmup_epochs * steps_per_epoch)} if warmup_epochs else {}))
     tx = optimizer(optimizer_name, lr, weight_decay=weight_decay, clip_norm=10.0)
     state = create_train_state(model, tx, input_shape=train_set.image_shape, seed=seed)
+    done, prior_seconds, history, partial = 0, 0.0, [], None
+    if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
+        state, meta = checkpoints.restore(state)
+        done, prior_seconds, history = int(meta["step"]), float(meta["train_seconds"]), list(meta["history"])
+        partial = (dict(meta.get("epoch_sums", {})), int(meta.get("epoch_count", 0))) if done % steps_per_epoch else None
+        log(f"resumed after step {done} ({done / steps_per_epoch:.2f} epochs, {prior_seconds:.0f}s of training)")
     step = jax.jit(functools.partial(detection_train_step, flip=flip, max_scale=max_scale), donate_argnums=0)
-    start = time.time()
-    done, stopped = 0, False
-    for epoch in range(epochs):
+    start = time.time() - prior_seconds
+    stopped = False
+    first_epoch = done // steps_per_epoch
+
+    sums, count = {}, 0
+
+    def save(epoch: int) -> None:
+        if checkpoints is not None:
+            meta = {"step": done, "epoch": epoch, "train_seconds": round(time.time() - start, 3), "history": history,
+                    "epoch_sums": sums, "epoch_count": count}    # a mid-epoch resume goes on averaging them
+            checkpoints.save(done, state, meta, is_best=False)
+        if on_epoch is not None:
+            on_epoch(history)
+
+    for epoch in range(first_epoch, epochs):
+        if done >= total:
+            break
         order = epoch_order(len(train_set), seed, epoch)
-        sums, count = {}, 0
-        for b in range(steps_per_epoch):
+        sums, count = partial if (partial is not None and epoch == first_epoch) else ({}, 0)
+        for b in range(done - epoch * steps_per_epoch, steps_per_epoch):
             idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
             state, metrics = step(state, shapes_batch(train_set, idx, with_masks, train_proposals))
             done += 1
@@ -169,13 +200,20 @@ def train_detector(model: nn.Module, train_set, test_set, *, epochs: int, batch_
         if not np.isfinite(sums.get("loss", 0.0)):
             from jaxdl.errors import NonFiniteLossError
             raise NonFiniteLossError(done, sums["loss"])
+        row = {"epoch": epoch + 1, "step": done, "seconds": round(time.time() - start, 1),
+               **{k: v / max(count, 1) for k, v in sorted(sums.items())}}
+        if history and history[-1]["epoch"] == row["epoch"]:   # an epoch cut short by the time limit, resumed
+            history[-1] = row
+        else:
+            history.append(row)
+        save(epoch + 1)
         log(f"epoch {epoch + 1}/{epochs} step {done} {time.time() - start:.0f}s " +
             " ".join(f"{k}={v / max(count, 1):.4f}" for k, v in sorted(sums.items())))
         if stopped or done >= total:
             break
     train_seconds = time.time() - start
     summary = evaluate_detector(state, test_set, with_masks=with_masks, proposals=test_proposals)
-    summary.update({"steps": done, "epochs_run": epoch + 1, "train_seconds": round(train_seconds, 1),
+    summary.update({"steps": done, "epochs_run": -(-done // steps_per_epoch), "train_seconds": round(train_seconds, 1),
                     "stopped_early": stopped})
     log("eval " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return state, summary
