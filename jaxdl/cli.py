@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="runs/segment")
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model field, e.g. width=0.125 (repeatable; values parsed as Python literals)")
+    g.add_argument("--model-options", type=_key_values, default=None, metavar="K=V,...",
+                   help="model fields as one list, as in `jaxdl train` (e.g. width=0.125,fc_width=128)")
     for flag, kind, default in (("--epochs", int, 10), ("--batch-size", int, 32), ("--num-train", int, 2000),
                                 ("--num-test", int, 500), ("--image-size", int, 64), ("--learning-rate", float, 1e-3),
                                 ("--seed", int, 0)):

@@ -316,6 +316,7 @@ def segment_train_command(args) -> int:
             options[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             options[key.strip()] = value  # a plain string such as backbone=vgg16_bn
+    options.update(getattr(args, "model_options", None) or {})
     config = SegmentationConfig(model=args.model, model_options=options, num_train=args.num_train,
                                 num_test=args.num_test, image_size=args.image_size, epochs=args.epochs,
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)

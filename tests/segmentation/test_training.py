@@ -52,6 +52,9 @@ def test_segment_train_builds_the_config(capsys, tmp_path, monkeypatch):
     config = seen["config"]
     assert (config.model, config.model_options, config.epochs, config.learning_rate) == ("segnet", {"width": 0.125},
                                                                                           3, 0.01)
+    code, _, _ = run(capsys, "segment-train", "--model", "fcn8s", "--model-options", "width=0.25,fc_width=64",
+                     "--out", str(tmp_path / "r2"))
+    assert code == 0 and seen["config"].model_options == {"width": 0.25, "fc_width": 64}
 
 
 @pytest.mark.parametrize("argv, expected", [
