@@ -1,7 +1,7 @@
 """Faster R-CNN + FPN (Lin et al. 2017): P2..P5 pyramid on the small CNN, RPN on every level, RoI Align from each RoI's eq. 1 level, on the generated shapes set (64x64, 2000 training / 300 test images).
 
 Command:  python experiments/faster_rcnn_fpn_shapes.py      (or: jaxdl detect-train --model faster_rcnn_fpn)
-Result:   see docs/detection.md (numbers measured on CPU, 2 shared cores, <= 15 minutes of training).
+Result:   mAP@0.5 0.975, COCO AP 0.810 after 750 steps in 335 s (CPU, 2 shared cores; docs/detection.md).
 """
 
 from jaxdl.detection.experiment import DetectionConfig, recipe, run_detection_experiment
