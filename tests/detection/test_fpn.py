@@ -67,9 +67,13 @@ def test_level_assignment_matches_eq1():
     xy = rng.uniform(0, 500, (200, 2))
     wh = np.exp(rng.uniform(np.log(4), np.log(900), (200, 2)))
     boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
-    expect = np.clip(np.floor(4 + np.log2(np.sqrt(wh[:, 0] * wh[:, 1]) / 224.0)), 2, 5)
+    side = np.sqrt((boxes[:, 2] - boxes[:, 0]).astype(np.float64) * (boxes[:, 3] - boxes[:, 1]))
+    raw = 4 + np.log2(side / 224.0)
+    expect = np.clip(np.floor(raw), 2, 5)
     got = np.asarray(fpn_levels(jnp.asarray(boxes), 2, 5))
-    assert np.mean(got == expect) > 0.99 and np.all(np.abs(got - expect) <= 1)   # float32 ties at powers of 2
+    clear = np.abs(raw - np.round(raw)) > 1e-4          # float32 may round the other way right at a boundary
+    assert clear.sum() > 190
+    np.testing.assert_array_equal(got[clear], expect[clear])
     assert set(got.tolist()) == {2, 3, 4, 5}
     np.testing.assert_array_equal(fpn_levels(jnp.asarray([[0., 0, 224, 224], [0, 0, 112, 112], [0, 0, 111, 111],
                                                            [0, 0, 448, 448], [0, 0, 5000, 5000], [0, 0, 10, 10]]), 2, 5),
