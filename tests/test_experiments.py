@@ -9,8 +9,8 @@ from jaxdl import data
 
 ROOT = Path(__file__).resolve().parents[1]
 # The detection runs have their own command line; tests/detection/test_detectors.py runs them.
-DETECTION_SCRIPTS = ("yolo_v1_shapes", "ssd_shapes", "faster_rcnn_shapes", "mask_rcnn_shapes", "fast_rcnn_shapes",
-                     "rcnn_shapes")
+DETECTION_SCRIPTS = ("yolo_v1_shapes", "ssd_shapes", "faster_rcnn_shapes", "faster_rcnn_fpn_shapes", "mask_rcnn_shapes",
+                     "fast_rcnn_shapes", "rcnn_shapes")
 SCRIPTS = sorted(p for p in (ROOT / "experiments").glob("*.py")
                  if p.stem not in ("model_table",) + DETECTION_SCRIPTS)
 

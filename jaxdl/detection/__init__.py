@@ -7,7 +7,8 @@
 * :mod:`~jaxdl.detection.metrics` - VOC AP (11-point / all-point), COCO AP / AR, mask AP.
 * :mod:`~jaxdl.detection.formats` - Pascal VOC XML, COCO JSON, YOLO txt; :mod:`~jaxdl.detection.augment`.
 * Detectors: :mod:`~jaxdl.detection.yolo`, :mod:`~jaxdl.detection.ssd`, :mod:`~jaxdl.detection.faster_rcnn`
-  (Fast / Faster / Mask R-CNN), :mod:`~jaxdl.detection.rcnn`; by name with
+  (Fast / Faster / Mask R-CNN, optional FPN neck from :mod:`~jaxdl.detection.fpn`),
+  :mod:`~jaxdl.detection.rcnn`; by name with
   :func:`~jaxdl.detection.detectors.create_detector`; trained by :mod:`~jaxdl.detection.train`.
 """
 

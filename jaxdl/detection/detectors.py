@@ -25,6 +25,9 @@ DETECTORS = {
     "mask_rcnn": functools.partial(FasterRCNN, mask_head=True),
     # Fast R-CNN (Girshick 2015): given proposals, RoI max pooling 7x7 (sec. 2.1)
     "fast_rcnn": functools.partial(FasterRCNN, proposal_source="given", pooler="pool"),
+    # Faster R-CNN + FPN (Lin et al. 2017): P2..P5 on the small backbone's s4..s32, shared RPN head
+    # (sec. 4.1), RoIs pooled from their eq. 1 level (sec. 4.2); sizes in jaxdl/detection/faster_rcnn.py
+    "faster_rcnn_fpn": functools.partial(FasterRCNN, fpn=True),
 }
 
 

@@ -63,8 +63,12 @@ def _smoke_model(name: str) -> dict:
         return {"backbone": small, "grid": 4, "hidden": 32}
     if name == "ssd":
         return {"backbone": small, "extra_width": 16}
-    return {"backbone": small, "anchor_sizes": (8.0, 16.0), "rpn_width": 16, "fc_width": 32, "pre_nms_top_n": 32,
+    opts = {"backbone": small, "anchor_sizes": (8.0, 16.0), "rpn_width": 16, "fc_width": 32, "pre_nms_top_n": 32,
             "post_nms_top_n": 16, "roi_batch": 16, "rpn_batch": 16, "mask_width": 8, "max_detections": 10}
+    if name == "faster_rcnn_fpn":
+        # anchors halved with the 32-pixel smoke images, the eq. 1 canonical size too
+        opts.update({"fpn_width": 16, "fpn_anchor_sizes": (4.0, 8.0, 16.0, 32.0), "fpn_canonical": 16.0})
+    return opts
 
 
 def config_to_json(config: DetectionConfig) -> dict[str, Any]:
@@ -191,7 +195,7 @@ def _save_example(state, test, path: Path, with_masks: bool, proposals=None, cou
 
 def add_detect_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``jaxdl detect-train`` (and of every ``experiments/*_shapes.py``)."""
-    p.add_argument("--model", default=None, help="yolo_v1, ssd, faster_rcnn, mask_rcnn, fast_rcnn")
+    p.add_argument("--model", default=None, help="yolo_v1, ssd, faster_rcnn, faster_rcnn_fpn, mask_rcnn, fast_rcnn")
     p.add_argument("--model-options", default=None, metavar="K=V,...",
                    help="detector fields over the recipe's, e.g. head=fc (yolo_v1) or post_nms_top_n=32")
     p.add_argument("--epochs", type=int, default=None)
@@ -253,6 +257,7 @@ RECIPES = {
     # 625 steps took 1277 s on 2 cores with other jobs running (docs/detection.md): a longer cap than the rest.
     "mask_rcnn": {"epochs": 5, "batch_size": 16, "time_limit_s": 1800.0},
     "fast_rcnn": {"epochs": 6, "batch_size": 16, "train_images": 1000},
+    "faster_rcnn_fpn": {"epochs": 6, "batch_size": 16, "time_limit_s": 900.0},
 }
 
 

@@ -88,7 +88,14 @@ def tiny_data():
     return make_shapes(4, image_size=32, seed=0, max_objects=3)
 
 
-@pytest.mark.parametrize("name", ["yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn"])
+STEP_MODELS = ["yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn", "faster_rcnn_fpn"]
+
+
+def test_every_registered_detector_is_stepped():
+    assert sorted(STEP_MODELS) == available_detectors()
+
+
+@pytest.mark.parametrize("name", STEP_MODELS)
 def test_training_step_reduces_nothing_to_nan_and_inference_is_static(name, tiny_data):
     model = create_detector(name, num_classes=3, image_size=32, **_smoke_model(name))
     with_masks = name == "mask_rcnn"
@@ -131,7 +138,7 @@ def test_unknown_detector_and_bad_options():
         create_detector("ssd", no_such_field=1)
 
 
-RECIPE_MODELS = ("yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn")
+RECIPE_MODELS = ("yolo_v1", "ssd", "faster_rcnn", "mask_rcnn", "fast_rcnn", "faster_rcnn_fpn")
 SHAPES_SCRIPTS = [Path(__file__).resolve().parents[2] / "experiments" / f"{m}_shapes.py" for m in RECIPE_MODELS]
 
 
