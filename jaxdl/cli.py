@@ -270,10 +270,21 @@ def _validate_names(config) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from jaxdl.train import fit
     from jaxdl.train.parallel import initialize_distributed
 
-    initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without a coordinator
+    joined = initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without one
+    try:
+        return _train_or_resume(args)
+    finally:
+        if joined:  # all processes leave together (process 0 may still be writing plots)
+            import jax
+
+            jax.distributed.shutdown()
+
+
+def _train_or_resume(args: argparse.Namespace) -> int:
+    from jaxdl.train import fit
+
     progress = True if args.progress else (False if args.no_progress else None)
     if args.resume:
         given = [f for f in _TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
