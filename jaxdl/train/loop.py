@@ -371,7 +371,8 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
         only ``epochs`` may grow). A missing or non-run folder raises ResumeError.
       overwrite: replace an existing run folder instead of refusing to touch it.
       progress: show a tqdm bar per epoch (default: when stderr is a terminal).
-      log: where epoch lines go (default: print to stdout).
+      log: where epoch lines go (default: print to stdout). Multi-process: process 0 only logs,
+        shows the bar and writes ``out``; every process returns the same summary.
     Raises:
       NonFiniteLossError: the loss became NaN/inf; checkpoints of earlier epochs are intact.
     """
