@@ -243,7 +243,11 @@ def build_experiment(config: TrainConfig) -> Experiment:
     if config.precision != "float32":  # compute dtype; every family keeps float32 params
         speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
     if config.remat:
-        speed["remat"] = True
+        field = models.remat_field(config.model)
+        if field is None:
+            raise ConfigError(f"--remat: {config.model} has no blocks to rematerialise (residual families, "
+                              f"MobileNet v2 and DenseNet have); drop --remat")
+        speed[field] = True
     sync = parallel.model_overrides
     if sync and "bn_axis_name" not in _model_fields(config.model):
         sync = {}  # no BatchNorm in this family: nothing to synchronise across devices
