@@ -337,7 +337,8 @@ def _start_run_dir(out: Path, config: TrainConfig) -> None:
 
 
 def _from_primary(decide: Callable[[], Any]) -> Any:
-    """``decide()`` run on process 0 only; its JSON-able result is returned on every process.
+    """``decide()`` run on process 0 only; its JSON-able result is returned on every process
+    (on one process: simply ``decide()``).
 
     A jaxdl error raised there (a refused ``--out``, a bad ``--resume`` folder) is raised on every
     process with the same message, so no process is left waiting for the others.
@@ -376,7 +377,8 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
       overwrite: replace an existing run folder instead of refusing to touch it.
       progress: show a tqdm bar per epoch (default: when stderr is a terminal).
       log: where epoch lines go (default: print to stdout). Multi-process: process 0 only logs,
-        shows the bar and writes ``out``; every process returns the same summary.
+        shows the bar and writes ``out``; every process returns the summary (the same figures;
+        the timings are each process's own).
     Raises:
       NonFiniteLossError: the loss became NaN/inf; checkpoints of earlier epochs are intact.
     """
@@ -399,12 +401,19 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     history: list[dict[str, Any]] = []
     start_epoch, train_seconds = 0, 0.0
     if resume:
-        restored = checkpoints.restore(state) if primary and checkpoints.latest_epoch() is not None else None
-        meta = broadcast_json(restored[1] if restored else None)
+        restored = []
+
+        def restore_meta():  # process 0 reads its checkpoint; a ResumeError there stops every process
+            if checkpoints.latest_epoch() is None:
+                return None
+            restored.append(checkpoints.restore(state))
+            return restored[0][1]
+
+        meta = _from_primary(restore_meta)
         if meta is None:
             log(f"{out}: no finished epoch was checkpointed; starting epoch 1 again with the saved config")
         else:
-            state = restored[0] if restored else state
+            state = restored[0][0] if restored else state
             if jax.process_count() > 1:  # every process continues from process 0's checkpoint
                 tree = broadcast_from_primary(state.checkpoint_tree())
                 state = state.replace(**jax.tree_util.tree_map(jnp.asarray, tree))
