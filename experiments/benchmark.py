@@ -5,7 +5,10 @@ Command (CPU, the table in docs/performance.md):
 Command (GPU):
     python experiments/benchmark.py --models resnet18,resnet50 --input-size 224 --batch-sizes 128,256 \\
         --dtypes float32,bfloat16 --out docs/benchmark_gpu.json
-The same as ``jaxdl bench --models ... --batch-sizes ... --dtypes ... --out FILE``.
+Command (remat memory table, CPU):
+    python experiments/benchmark.py --models resnet50,densenet121 --input-size 224 --batch-sizes 32 \
+        --remat both --compile-only --out docs/remat_memory_cpu.json
+The same as ``jaxdl bench --models ... --batch-sizes ... --dtypes ... [--remat both] --out FILE``.
 Result: docs/performance.md (measured images/s, compile s, GFLOP/s, utilisation, device, date).
 """
 
@@ -21,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def get_config() -> dict:
     """CPU set: CIFAR-sized models at their native 32x32 (ResNet-18 with the CIFAR stem), batch 64, float32."""
     return {"models": "resnet20,resnet18", "batch_sizes": "64", "dtypes": "float32", "input_size": None,
-            "steps": 3, "repeats": 3, "model_options": {}}
+            "steps": 3, "repeats": 3, "model_options": {}, "remat": "off"}
 
 
 def main(argv=None) -> int:
@@ -32,13 +35,16 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--remat", default=None, choices=("off", "on", "both"),
+                        help="rematerialisation off / on / a row each (memory table in docs/performance.md)")
+    parser.add_argument("--compile-only", action="store_true", help="compile only: memory plan, FLOPs")
     parser.add_argument("--smoke", action="store_true", help="a tiny model, one step (used by the tests)")
     parser.add_argument("--out", default=None, help="JSON report (a file, or a folder for --smoke)")
     args, _ = parser.parse_known_args(argv)
     cfg = get_config()
     if args.smoke:
         cfg.update(models="resnet20", batch_sizes="2", steps=1, repeats=1, model_options={"stage_sizes": (1, 1, 1)})
-    for key in ("models", "batch_sizes", "dtypes", "input_size", "steps", "repeats"):
+    for key in ("models", "batch_sizes", "dtypes", "input_size", "steps", "repeats", "remat"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     out = args.out
@@ -47,7 +53,8 @@ def main(argv=None) -> int:
     from jaxdl.train.benchmark import run_bench_command
 
     run_bench_command(cfg["models"], cfg["batch_sizes"], cfg["dtypes"], cfg["input_size"], cfg["steps"],
-                      cfg["repeats"], out, cfg["model_options"] or None)
+                      cfg["repeats"], out, cfg["model_options"] or None, remat=cfg["remat"],
+                      compile_only=args.compile_only)
     return 0
 
 

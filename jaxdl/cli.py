@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model-options", type=_key_values, default=None, metavar="K=V,...")
     b.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repeat")
     b.add_argument("--repeats", type=_positive_int, default=3)
+    b.add_argument("--remat", default="off", choices=("off", "on", "both"),
+                   help="the model's rematerialisation switch (remat / DenseNet memory_efficient); both: a row each")
+    b.add_argument("--compile-only", action="store_true",
+                   help="compile the train step only: compile time, FLOPs, XLA memory plan (no timed steps)")
     b.add_argument("--out", default=None, help="write the report as JSON here")
     s = sub.add_parser("summary", help="per-layer table of a model")
     s.add_argument("model")
@@ -250,10 +254,21 @@ def _validate_names(config) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from jaxdl.train import fit
     from jaxdl.train.parallel import initialize_distributed
 
-    initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without a coordinator
+    joined = initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without one
+    try:
+        return _train_or_resume(args)
+    finally:
+        if joined:  # all processes leave together (process 0 may still be writing plots)
+            import jax
+
+            jax.distributed.shutdown()
+
+
+def _train_or_resume(args: argparse.Namespace) -> int:
+    from jaxdl.train import fit
+
     progress = True if args.progress else (False if args.no_progress else None)
     if args.resume:
         given = [f for f in _TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
@@ -391,7 +406,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from jaxdl.train.benchmark import run_bench_command
 
     run_bench_command(args.models, args.batch_sizes, args.dtypes, args.input_size, args.steps, args.repeats,
-                      args.out, args.model_options)
+                      args.out, args.model_options, remat=args.remat, compile_only=args.compile_only)
     return 0
 
 

@@ -198,6 +198,8 @@ class MobileNetV2(nn.Module):
       last_channels: 1280 (Table 2).
       dropout_rate: before ``head`` (0.2, torchvision; the paper does not state it).
       frozen_bn: keep BatchNorm statistics fixed even with ``train=True``.
+      remat: recompute each inverted residual block's activations in the backward pass
+        (``nn.remat``: only block inputs are kept; same results and parameter names).
       conv: convolution layer (swappable).
       dtype: compute dtype; parameters stay float32.
     """
@@ -209,6 +211,7 @@ class MobileNetV2(nn.Module):
     last_channels: int = 1280
     dropout_rate: float = 0.2
     frozen_bn: bool = False
+    remat: bool = False
     conv: Any = Conv
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None  # pmap axis for cross-device BatchNorm statistics
@@ -230,9 +233,11 @@ class MobileNetV2(nn.Module):
         x = jax.nn.relu6(norm(name="stem_bn")(x))
         if taps.add("stem", x):
             return taps.result
+        # remat: static_argnums counts self as 0, so 2 is `train` (a Python bool).
+        block_cls = nn.remat(InvertedResidual, static_argnums=(2,)) if self.remat else InvertedResidual
         for i, (t, c, n, s) in enumerate(self.settings, start=1):
             for j in range(n):
-                x = InvertedResidual(make_divisible(c * alpha, 8), s if j == 0 else 1, t, self.frozen_bn,
+                x = block_cls(make_divisible(c * alpha, 8), s if j == 0 else 1, t, self.frozen_bn,
                                      self.conv, self.dtype, self.bn_axis_name, name=f"stage{i}_block{j + 1}")(x, train)
             if taps.add(f"stage{i}", x):
                 return taps.result

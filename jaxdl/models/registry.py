@@ -128,6 +128,18 @@ def info(name: str) -> ModelInfo:
         raise _unknown(name) from None
 
 
+# Model fields that rematerialise activations (jax.checkpoint) in the backward pass, by family:
+# ``remat`` per residual / inverted-residual block, DenseNet's ``memory_efficient`` per dense layer
+# (Pleiss et al. 2017, which keeps only each layer's bottleneck output).
+REMAT_FIELDS = ("remat", "memory_efficient")
+
+
+def remat_field(name: str) -> str | None:
+    """The field of model ``name`` that turns on rematerialisation, or None when it has none."""
+    fields = _accepted_fields(info(name).builder) or set()
+    return next((f for f in REMAT_FIELDS if f in fields), None)
+
+
 def available(family: str | None = None) -> list[str]:
     """Sorted registered names, optionally only those of one family."""
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)

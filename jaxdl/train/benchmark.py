@@ -11,6 +11,12 @@ so the figures are XLA's buffer plan (``compiled.memory_analysis()``: arguments 
 bytes of the step) and the process's peak resident set (``ru_maxrss``, which only grows over a
 run: it bounds the largest configuration measured so far, not each one).
 
+``remat=True`` turns on the model's rematerialisation switch (:func:`jaxdl.models.remat_field`:
+``remat`` of the residual families and MobileNet v2, DenseNet's ``memory_efficient``), so the
+same row with and without it shows what recomputation saves in XLA's temp bytes and costs in
+FLOPs and time. ``compile_only=True`` stops after compiling the train step (compile time, FLOPs
+and the memory plan; no timed steps, no inference), enough for memory figures of big models.
+
 Peak FLOP/s: a table of dense bf16 / fp32 tensor-core peaks for known GPUs (vendor data
 sheets, SXM parts). CPU: an estimate, ``cores x clock x FLOPs/cycle``, with 32 float32
 FLOPs/cycle/core (two 256-bit FMA pipes: 2 x 8 lanes x 2) and the clock from /proc/cpuinfo;
@@ -113,7 +119,8 @@ def _time_steps(run, steps: int, repeats: int) -> list[float]:
 
 def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_size: int | None = None,
                   num_classes: int = 10, steps: int = 5, repeats: int = 3, warmup: int = 1,
-                  model_options: dict[str, Any] | None = None, inference: bool = True) -> dict[str, Any]:
+                  model_options: dict[str, Any] | None = None, inference: bool = True, remat: bool = False,
+                  compile_only: bool = False) -> dict[str, Any]:
     """Measure one configuration; returns a JSON-able dict (see the module docstring)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
@@ -124,6 +131,12 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     options = dict(model_options or {})
     if dtype != "float32":
         options["dtype"] = DTYPES[dtype]
+    if remat:
+        field = models.remat_field(name)
+        if field is None:
+            raise ConfigError(f"--remat: {name} has no blocks to rematerialise (residual families, MobileNet v2 "
+                              f"and DenseNet have); drop --remat for it")
+        options[field] = True
     model = models.create(name, num_classes=num_classes, **options)
     tx = optim.optimizer("sgd", 0.01, momentum=0.9)
     rng = np.random.default_rng(0)
@@ -133,6 +146,7 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     device = jax.devices()[0]
     result: dict[str, Any] = {"model": name, "batch_size": batch_size, "dtype": dtype, "input_shape": [h, w, c],
                               "model_options": {k: str(v) for k, v in (model_options or {}).items()},
+                              "remat": bool(remat),
                               "num_params": int(models.count_params(state.params)),
                               "device": f"{device.platform}: {getattr(device, 'device_kind', '')}"}
     peak, peak_source = device_peak_flops(device, dtype)
@@ -148,6 +162,9 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     flops = _flops(compiled)
     result["train_flops_per_step"] = flops
     result["train_memory"] = _memory(compiled)
+    if compile_only:
+        result["host_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return result
     holder = {"state": state}
 
     def run_train():
@@ -192,13 +209,15 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
 
 
 def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Sequence[str] = ("float32",),
-              **kw: Any) -> dict[str, Any]:
-    """Every combination; returns ``{"environment": ..., "results": [...]}``."""
+              remat: Sequence[bool] = (False,), **kw: Any) -> dict[str, Any]:
+    """Every combination (``remat``: the settings to measure, e.g. ``(False, True)``); returns
+    ``{"environment": ..., "results": [...]}``."""
     rows = []
     for name in model_names:
         for b in batch_sizes:
             for d in dtypes:
-                rows.append(benchmark_one(name, int(b), d, **kw))
+                for r in remat:
+                    rows.append(benchmark_one(name, int(b), d, remat=bool(r), **kw))
     device = jax.devices()[0]
     return {
         "environment": {"jax": jax.__version__, "backend": device.platform, "device_kind": getattr(device, "device_kind", ""),
@@ -210,20 +229,26 @@ def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Se
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"{'model':<22} {'batch':>5} {'dtype':>8} {'train img/s':>11} {'infer img/s':>11} "
-             f"{'compile s':>9} {'GFLOP/s':>8} {'util':>6} {'temp MB':>8}"]
+    lines = [f"{'model':<22} {'batch':>5} {'dtype':>8} {'remat':>5} {'train img/s':>11} {'infer img/s':>11} "
+             f"{'compile s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} {'util':>6} {'temp MiB':>8}"]
+    def number(value, scale=1.0, digits=1):  # "-" where nothing was measured (compile-only rows)
+        return "-" if value is None else f"{value / scale:.{digits}f}"
+
     for r in report["results"]:
         util = r.get("train_utilisation")
         mem = (r.get("train_memory") or {}).get("temp_bytes")
-        lines.append(f"{r['model']:<22} {r['batch_size']:>5} {r['dtype']:>8} {r['train_images_per_second']:>11.1f} "
-                     f"{r.get('inference_images_per_second', float('nan')):>11.1f} {r['train_compile_seconds']:>9.1f} "
-                     f"{(r.get('train_flops_per_second') or 0) / 1e9:>8.1f} "
-                     f"{'' if util is None else f'{util:.1%}':>6} {'' if mem is None else f'{mem / 2**20:.0f}':>8}")
+        lines.append(f"{r['model']:<22} {r['batch_size']:>5} {r['dtype']:>8} {'yes' if r.get('remat') else 'no':>5} "
+                     f"{number(r.get('train_images_per_second')):>11} "
+                     f"{number(r.get('inference_images_per_second')):>11} {r['train_compile_seconds']:>9.1f} "
+                     f"{number(r.get('train_flops_per_step'), 1e9):>10} "
+                     f"{number(r.get('train_flops_per_second'), 1e9):>8} "
+                     f"{'' if util is None else f'{util:.1%}':>6} {number(mem, 2**20, 0):>8}")
     return "\n".join(lines)
 
 
 def run_bench_command(models_arg: str, batch_sizes: str, dtypes: str, input_size: int | None, steps: int,
-                      repeats: int, out: str | None, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                      repeats: int, out: str | None, model_options: dict[str, Any] | None = None,
+                      remat: str = "off", compile_only: bool = False) -> dict[str, Any]:
     """``jaxdl bench``: parse the comma lists, run, print the table, write JSON atomically."""
     from jaxdl.train.io import write_json_atomic
 
@@ -238,8 +263,16 @@ def run_bench_command(models_arg: str, batch_sizes: str, dtypes: str, input_size
     for d in kinds:
         if d not in DTYPES:
             raise ConfigError(f"--dtypes: {d!r} is not one of {', '.join(DTYPES)}")
-    report = benchmark(names, sizes, kinds, input_size=input_size, steps=steps, repeats=repeats,
-                       model_options=model_options)
+    settings = {"off": (False,), "on": (True,), "both": (False, True)}
+    if remat not in settings:
+        raise ConfigError(f"--remat must be off, on or both; got {remat!r}")
+    if remat != "off":
+        lacking = [n for n in names if models.remat_field(n) is None]
+        if lacking:
+            raise ConfigError(f"--remat {remat}: {', '.join(lacking)} cannot rematerialise (residual families, "
+                              f"MobileNet v2 and DenseNet can); drop them or --remat")
+    report = benchmark(names, sizes, kinds, settings[remat], input_size=input_size, steps=steps, repeats=repeats,
+                       model_options=model_options, compile_only=compile_only)
     print(format_table(report))
     if out:
         write_json_atomic(out, report)

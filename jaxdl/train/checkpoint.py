@@ -1,5 +1,8 @@
 """Checkpoints of a run through orbax: the last N epochs plus the best one.
 
+Multi-process runs: only process 0 creates a :class:`RunCheckpoints` (``jaxdl.train.loop.fit``);
+the other processes receive a restored state from it by broadcast.
+
 Layout under ``RUN_DIR/checkpoints``: ``last/<epoch>/`` (orbax keeps ``keep`` of them) and
 ``best/<epoch>/`` (only the best by test accuracy). Each holds the state pytree and a JSON
 ``meta`` item (epoch, metrics history, the config), written atomically by orbax: a process
@@ -22,7 +25,17 @@ __all__ = ["RunCheckpoints"]
 
 
 def _manager(directory: Path, keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    """An orbax manager used by this process alone: in a multi-process run only process 0 writes
+    checkpoints (of the host copy of the replicated state) and nobody else takes part, so the
+    other processes need neither the folder nor orbax's cross-process barriers."""
+    if jax.process_count() == 1:
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        return ocp.CheckpointManager(directory, options=options)
+    me = jax.process_index()
+    directory.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True with active_processes
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, enable_async_checkpointing=False,
+                                           multiprocessing_options=alone)
     return ocp.CheckpointManager(directory, options=options)
 
 
@@ -38,6 +51,8 @@ class RunCheckpoints:
 
     def save(self, epoch: int, state: TrainState, meta: dict[str, Any], *, is_best: bool) -> None:
         tree = state.checkpoint_tree()
+        if jax.process_count() > 1:  # orbax refuses process-local jax.Arrays there; numpy is saved as is
+            tree = jax.device_get(tree)
         args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
         self.last.save(epoch, args=args)
         if is_best:
@@ -56,7 +71,10 @@ class RunCheckpoints:
         epoch = manager.latest_step() if epoch is None else epoch
         if epoch is None:
             raise ResumeError(f"no {which} checkpoint in {manager.directory}; the run has not finished an epoch")
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like.checkpoint_tree())
+        if jax.process_count() > 1:  # numpy targets restore as numpy (the loop broadcasts them)
+            abstract = jax.device_get(like.checkpoint_tree())
+        else:
+            abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like.checkpoint_tree())
         restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                                    meta=ocp.args.JsonRestore()))
         tree = restored["state"]

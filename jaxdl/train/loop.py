@@ -9,6 +9,12 @@ A run directory holds::
     confusion.png    test confusion matrix
     checkpoints/     orbax: last N epochs and the best one (by test accuracy)
 
+Multi-process runs (``jax.distributed``, docs/performance.md): every process runs ``fit`` with the
+same arguments; only process 0 touches the run folder (reads it on ``resume``, writes config,
+metrics, checkpoints, summary and plots) and prints. It broadcasts its decisions (the config,
+a refusal to overwrite, a restored checkpoint) to the others, which never read or write ``out``,
+so the folder need only exist where process 0 runs.
+
 Determinism: batch order is a pure function of (seed, epoch) and randomness of (seed, step),
 so ``fit(..., resume=True)`` after a crash, even a SIGKILL mid-epoch, reproduces the
 uninterrupted run's per-epoch metrics: it restarts the unfinished epoch from the last
@@ -41,7 +47,8 @@ from jaxdl.train.io import read_jsonl, write_json_atomic, write_jsonl_atomic, wr
 from jaxdl.train.losses import get_loss
 from jaxdl.train.loss_scale import DynamicLossScale
 from jaxdl.train.metrics import finalize
-from jaxdl.train.parallel import DataParallel, make_data_parallel
+from jaxdl.train.parallel import (DataParallel, broadcast_from_primary, broadcast_json, is_primary_process,
+                                  make_data_parallel, process_sum)
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import eval_step, predict_step, train_step
 
@@ -135,11 +142,28 @@ class Experiment:
         return jax.device_put(self.parallel.host_state(state))
 
     def evaluate(self, state: TrainState, dataset, prefix: str) -> dict[str, float]:
+        """Loss and accuracy of ``state`` (one host copy) on ``dataset``.
+
+        Multi-process: each process evaluates its contiguous ``1 / process_count`` slice and the
+        sums are added over processes (:func:`~jaxdl.train.parallel.process_sum`), so every process
+        gets the same figures -- those of the whole set, equal to a one-process evaluation up to
+        float32 summation order -- and takes the same plateau decisions from them.
+        """
+        count = jax.process_count()
+        masked = False
+        if count > 1:
+            per = -(-len(dataset) // count)
+            start = jax.process_index() * per
+            index = np.arange(start, min(start + per, len(dataset)))
+            masked = len(index) == 0  # fewer examples than processes: one masked dummy keeps the structure
+            dataset = dataset.subset(index if not masked else np.zeros(1, np.int64))
         sums = None
         for batch in _padded_batches(dataset, self.config.eval_batch_size):
+            if masked:
+                batch = {**batch, "mask": np.zeros_like(batch["mask"])}
             out = self.eval_step(state, batch)
             sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
-        return finalize(jax.device_get(sums), prefix)
+        return finalize(process_sum(sums) if count > 1 else jax.device_get(sums), prefix)
 
     def predict(self, state: TrainState, dataset) -> np.ndarray:
         """Predicted class ids for every example of ``dataset``."""
@@ -219,7 +243,11 @@ def build_experiment(config: TrainConfig) -> Experiment:
     if config.precision != "float32":  # compute dtype; every family keeps float32 params
         speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
     if config.remat:
-        speed["remat"] = True
+        field = models.remat_field(config.model)
+        if field is None:
+            raise ConfigError(f"--remat: {config.model} has no blocks to rematerialise (residual families, "
+                              f"MobileNet v2 and DenseNet have); drop --remat")
+        speed[field] = True
     sync = parallel.model_overrides
     if sync and "bn_axis_name" not in _model_fields(config.model):
         sync = {}  # no BatchNorm in this family: nothing to synchronise across devices
@@ -308,6 +336,27 @@ def _start_run_dir(out: Path, config: TrainConfig) -> None:
     write_text_atomic(out / "config.json", config.to_json() + "\n")
 
 
+def _from_primary(decide: Callable[[], Any]) -> Any:
+    """``decide()`` run on process 0 only; its JSON-able result is returned on every process
+    (on one process: simply ``decide()``).
+
+    A jaxdl error raised there (a refused ``--out``, a bad ``--resume`` folder) is raised on every
+    process with the same message, so no process is left waiting for the others.
+    """
+    result = None
+    if is_primary_process():
+        try:
+            result = {"value": decide()}
+        except (ConfigError, ResumeError) as err:
+            result = {"error": type(err).__name__, "message": str(err)}
+            broadcast_json(result)
+            raise
+    result = broadcast_json(result)
+    if "error" in result:
+        raise {"ConfigError": ConfigError, "ResumeError": ResumeError}[result["error"]](result["message"])
+    return result["value"]
+
+
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}"]
     if "val_loss" in row:
@@ -327,36 +376,55 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
         only ``epochs`` may grow). A missing or non-run folder raises ResumeError.
       overwrite: replace an existing run folder instead of refusing to touch it.
       progress: show a tqdm bar per epoch (default: when stderr is a terminal).
-      log: where epoch lines go (default: print to stdout).
+      log: where epoch lines go (default: print to stdout). Multi-process: process 0 only logs,
+        shows the bar and writes ``out``; every process returns the summary (the same figures;
+        the timings are each process's own).
     Raises:
       NonFiniteLossError: the loss became NaN/inf; checkpoints of earlier epochs are intact.
     """
     from tqdm.auto import tqdm
 
-    log = log or (lambda s: print(s, flush=True))
+    primary = is_primary_process()  # process 0 of a multi-process run (always True on one process)
+    log = (log or (lambda s: print(s, flush=True))) if primary else (lambda s: None)
     out = Path(out)
-    config = _prepare_run_dir(out, config, resume, overwrite)
+    if jax.process_count() == 1:
+        config = _prepare_run_dir(out, config, resume, overwrite)
+    else:  # process 0 reads / checks the folder; the others take its config (they never see `out`)
+        config = TrainConfig.from_dict(_from_primary(lambda: _prepare_run_dir(out, config, resume, overwrite).to_dict()))
     exp = build_experiment(config)  # bad names or missing data fail here, before anything is written
-    if not resume:
+    if primary and not resume:
         _start_run_dir(out, config)
     state = exp.init_state()
     num_params = models.count_params(state.params)
-    checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints)
+    checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints) if primary else None
 
     history: list[dict[str, Any]] = []
     start_epoch, train_seconds = 0, 0.0
     if resume:
-        if checkpoints.latest_epoch() is None:
+        restored = []
+
+        def restore_meta():  # process 0 reads its checkpoint; a ResumeError there stops every process
+            if checkpoints.latest_epoch() is None:
+                return None
+            restored.append(checkpoints.restore(state))
+            return restored[0][1]
+
+        meta = _from_primary(restore_meta)
+        if meta is None:
             log(f"{out}: no finished epoch was checkpointed; starting epoch 1 again with the saved config")
         else:
-            state, meta = checkpoints.restore(state)
+            state = restored[0][0] if restored else state
+            if jax.process_count() > 1:  # every process continues from process 0's checkpoint
+                tree = broadcast_from_primary(state.checkpoint_tree())
+                state = state.replace(**jax.tree_util.tree_map(jnp.asarray, tree))
             history, start_epoch, train_seconds = list(meta["history"]), int(meta["epoch"]), float(meta["train_seconds"])
             log(f"resumed {out} after epoch {start_epoch} (step {int(state.step)})")
     dp = exp.parallel
     state = dp.put_state(state) if dp.mode != "none" else state
-    write_jsonl_atomic(out / "metrics.jsonl", history)  # drops lines of an epoch that was not checkpointed
+    if primary:
+        write_jsonl_atomic(out / "metrics.jsonl", history)  # drops lines of an epoch that was not checkpointed
     best = max((row["test_accuracy"] for row in history), default=-1.0)
-    show_bar = sys.stderr.isatty() if progress is None else progress
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and primary
 
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -415,16 +483,19 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
             best = max(best, row["test_accuracy"])
             meta = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds,
                     "config": config.to_dict()}
-            checkpoints.save(epoch + 1, host, meta, is_best=is_best)
-            write_jsonl_atomic(out / "metrics.jsonl", history)
+            if primary:
+                checkpoints.save(epoch + 1, host, meta, is_best=is_best)
+                write_jsonl_atomic(out / "metrics.jsonl", history)
             log(_epoch_line(row, config.epochs))
     finally:
-        checkpoints.close()
+        if checkpoints is not None:
+            checkpoints.close()
 
     host = exp.host_state(state)
     summary = _summary(config, exp, host, history, num_params, train_seconds)
-    write_json_atomic(out / "summary.json", summary)
-    _plots(out, exp, host, history)
+    if primary:
+        write_json_atomic(out / "summary.json", summary)
+        _plots(out, exp, host, history)
     log(f"test accuracy {summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}); "
         f"{summary['images_per_second']:.0f} img/s; outputs in {out}")
     return summary

@@ -18,7 +18,10 @@ step on the ``B`` real examples (tested with 8 fake CPU devices, ``tests/train/t
 Multi-host (:func:`initialize_distributed`): ``jax.distributed.initialize`` with the coordinator
 address, the number of processes and this process's id; every process reads its
 ``1 / process_count`` share of every global batch (``jaxdl.data.batches(..., shard=(i, n))``) and
-``jax.make_array_from_process_local_data`` assembles the global array.
+``jax.make_array_from_process_local_data`` assembles the global array. Host-side agreement
+between processes goes through :func:`broadcast_from_primary` (process 0's values everywhere:
+run-folder decisions, a restored checkpoint) and :func:`process_sum` (per-process evaluation sums
+added in one fixed order, so every process holds the same figures).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxdl.errors import ConfigError
 
 __all__ = ["DATA_AXIS", "PARALLEL_MODES", "DataParallel", "make_data_parallel", "pad_batch",
-           "initialize_distributed", "distributed_settings"]
+           "initialize_distributed", "distributed_settings", "is_primary_process", "broadcast_from_primary",
+           "broadcast_json", "process_sum"]
 
 DATA_AXIS = "data"
 PARALLEL_MODES = ("none", "jit", "pmap")
@@ -241,3 +245,47 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     jax.distributed.initialize(**settings)
     return True
+
+
+def is_primary_process() -> bool:
+    """True on process 0, the one that writes the run folder and prints (always True on one process)."""
+    return jax.process_index() == 0
+
+
+def broadcast_from_primary(tree: Any) -> Any:
+    """Process 0's values of ``tree`` (numeric arrays, the same shapes and dtypes on every
+    process) as host numpy arrays on every process; identity (as numpy) on one process."""
+    from jax.experimental import multihost_utils
+
+    host = jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+    if jax.process_count() == 1:
+        return host
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.broadcast_one_to_all(host))
+
+
+def broadcast_json(value: Any) -> Any:
+    """Process 0's JSON-serialisable ``value`` on every process (the others pass anything, e.g. None).
+
+    Sent as UTF-8 bytes: first the length, then the bytes padded to it.
+    """
+    import json
+
+    if jax.process_count() == 1:
+        return value
+    payload = np.frombuffer(json.dumps(value).encode(), np.uint8) if is_primary_process() else np.zeros(0, np.uint8)
+    length = int(broadcast_from_primary(np.array(len(payload), np.int32)))
+    padded = np.zeros(length, np.int32)  # int32: the broadcast adds the processes' arrays
+    padded[:len(payload)] = payload
+    return json.loads(bytes(broadcast_from_primary(padded).astype(np.uint8)).decode())
+
+
+def process_sum(tree: Any) -> Any:
+    """Sum a pytree of host-local arrays over processes; every process gets the same result
+    (the per-process arrays are gathered and added in process order)."""
+    from jax.experimental import multihost_utils
+
+    host = jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+    if jax.process_count() == 1:
+        return host
+    gathered = multihost_utils.process_allgather(host)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x).sum(axis=0, dtype=np.asarray(x).dtype), gathered)

@@ -31,3 +31,16 @@ def test_tiny_benchmark_reports_every_field(tmp_path):
         assert r[key] is not None, key
     assert r["train_flops_per_step"] > 0 and 0 < r["train_utilisation"] < 1
     json.dumps(r)
+
+
+def test_compile_only_remat_rows(capsys):
+    tiny = {"stage_sizes": (1, 1, 1), "width": 4}
+    r = benchmark_one("resnet20", 2, model_options=tiny, remat=True, compile_only=True)
+    assert r["remat"] is True and r["train_memory"]["temp_bytes"] > 0 and r["train_flops_per_step"] > 0
+    assert "train_images_per_second" not in r and "inference_images_per_second" not in r  # nothing was timed
+    report = run_bench_command("resnet20", "2", "float32", None, 1, 1, None, tiny, remat="both", compile_only=True)
+    assert [row["remat"] for row in report["results"]] == [False, True]
+    table = capsys.readouterr().out.splitlines()
+    assert "remat" in table[0] and table[1].split()[3] == "no" and table[2].split()[3] == "yes"
+    with pytest.raises(ConfigError, match="remat"):
+        run_bench_command("mlp", "2", "float32", None, 1, 1, None, remat="both")

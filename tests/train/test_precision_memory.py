@@ -62,17 +62,34 @@ def test_dynamic_loss_scale_skips_overflow_and_grows():
     assert not np.array_equal(new.params["head"]["kernel"], state.params["head"]["kernel"])
 
 
-def test_remat_gives_the_same_gradients():
-    kw = dict(num_classes=10, stage_sizes=(1, 1, 1), width=4)
+@pytest.mark.parametrize("name, kw, size", [
+    ("resnet20", dict(stage_sizes=(1, 1, 1), width=4), 8),
+    # two rows of Table 2 shrunk: an expanding stride-2 block, then one with the residual connection
+    ("mobilenet_v2", dict(width_multiplier=0.25, settings=((1, 8, 1, 1), (6, 8, 2, 2)), last_channels=16,
+                          dropout_rate=0.0), 16),
+    ("densenet_bc_100_k12", dict(growth_rate=4, block_config=(2, 2, 2)), 8),  # memory_efficient
+])
+def test_remat_gives_the_same_gradients(name, kw, size):
+    field = models.remat_field(name)
     tx = optim.optimizer("sgd", 0.1)
     step = functools.partial(train_step, loss_fn=LOSS)
-    batch = batch_of(4, (8, 8, 3))
+    batch = batch_of(4, (size, size, 3))
     outs = []
     for remat in (False, True):
-        state = create_train_state(models.create("resnet20", **kw, remat=remat), tx, input_shape=(8, 8, 3))
+        model = models.create(name, num_classes=10, **kw, **{field: remat})
+        state = create_train_state(model, tx, input_shape=(size, size, 3))
         outs.append(jax.jit(step)(state, batch)[0].params)
+    assert jax.tree_util.tree_structure(outs[0]) == jax.tree_util.tree_structure(outs[1])  # same names
     for a, b in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(outs[1])):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_remat_flag_sets_each_familys_switch():
+    assert [models.remat_field(n) for n in ("resnet50", "mobilenet_v2", "densenet121", "vgg16")] == [
+        "remat", "remat", "memory_efficient", None]
+    small = {**BASE, "model_options": {}}
+    assert build_experiment(TrainConfig(**{**small, "model": "resnet20"}, remat=True)).model.remat
+    assert build_experiment(TrainConfig(**{**small, "model": "densenet_bc_100_k12"}, remat=True)).model.memory_efficient
     with pytest.raises(ConfigError, match="remat"):
         build_experiment(TrainConfig(**BASE, remat=True))  # the MLP has no blocks to rematerialise
 
