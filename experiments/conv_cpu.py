@@ -2,6 +2,8 @@
 
 Command (the issue-7 case: 3x3, 128 -> 128 channels, batch 64 at 32x32, float32):
     python experiments/conv_cpu.py --out docs/conv_cpu.json
+Command (the 3x3 convs of ResNet-18 with the CIFAR stem, stages 1-4, batch 64):
+    python experiments/conv_cpu.py --shapes 32x64,16x128,8x256,4x512 --out docs/conv_cpu_resnet18.json
 Result: docs/performance.md ("Fast CPU convolutions"). Backward = input + kernel gradient
 (jitted vjp of the conv, its forward dead-code-eliminated); kernel / input gradient also alone.
 Variants run interleaved, ``--repeats`` times; medians reported.
@@ -25,18 +27,8 @@ def get_config() -> dict:
     return {"batch": 64, "size": 32, "channels": 128, "kernel": 3, "repeats": 5}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="conv forward/backward timing, stock vs custom VJP")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    cfg = get_config()
-    if args.smoke:
-        cfg.update(batch=2, size=8, channels=8, repeats=1)
-    if args.repeats:
-        cfg["repeats"] = args.repeats
-
+def measure(cfg: dict) -> dict:
+    """Time one conv shape (``cfg``: batch, size, channels, kernel, repeats); prints and returns its report."""
     import jax
     import jax.numpy as jnp
 
@@ -80,12 +72,48 @@ def main(argv=None) -> int:
     fwd = statistics.median(times["stock forward"])
     print(f"  stock backward / forward: {statistics.median(times['stock backward (dx + dW)']) / fwd:.1f}x; "
           f"custom backward / forward: {statistics.median(times['custom backward (dx + dW)']) / fwd:.1f}x")
+    return report
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """``"32x64,16x128"`` -> ``[(32, 64), (16, 128)]`` (spatial size, channels)."""
+    try:
+        shapes = [tuple(int(v) for v in item.strip().lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(t) != 2 or min(t) < 1 for t in shapes):
+        raise ValueError(f"--shapes wants SIZExCHANNELS items like 32x64,16x128, got {text!r}")
+    return shapes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="conv forward/backward timing, stock vs custom VJP")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--shapes", default=None, metavar="SxC,...",
+                        help="spatial size x channels of each conv (C -> C) to time, e.g. 32x64,16x128")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    cfg = get_config()
+    if args.smoke:
+        cfg.update(batch=2, size=8, channels=8, repeats=1)
+    if args.repeats:
+        cfg["repeats"] = args.repeats
+    shapes = [(cfg["size"], cfg["channels"])]
+    if args.shapes:
+        try:
+            shapes = parse_shapes(args.shapes)
+        except ValueError as err:
+            print(f"conv_cpu: error: {err}", file=sys.stderr)
+            return 2
+    reports = [measure({**cfg, "size": s, "channels": c}) for s, c in shapes]
+    report = reports[0] if len(reports) == 1 else {"jax": reports[0]["jax"], "date": reports[0]["date"],
+                                                  "shapes": reports}
     if args.out:
         out = Path(args.out)
         if out.suffix != ".json":
             out = out / "conv_cpu.json"
         from jaxdl.train.io import write_json_atomic
-
         write_json_atomic(out, report)
         print(f"wrote {out}")
     return 0
