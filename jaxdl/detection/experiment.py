@@ -88,10 +88,11 @@ def config_to_json(config: DetectionConfig) -> dict[str, Any]:
 _RESUMABLE_CHANGES = ("epochs", "time_limit_s")
 
 
-def _prepare_run_dir(config: DetectionConfig, out: Path, resume: bool, overwrite: bool) -> DetectionConfig:
+def _prepare_run_dir(config: DetectionConfig, out: Path, resume: bool, overwrite: bool) -> None:
     """Check ``out`` before anything is trained or written: refuse to clobber a run, and on resume
     check the command against the run's ``config.json``."""
     from jaxdl.errors import ResumeError
+    from jaxdl.train.io import check_new_run_dir
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run or replace it")
     if resume:
@@ -106,11 +107,8 @@ def _prepare_run_dir(config: DetectionConfig, out: Path, resume: bool, overwrite
         if diff:
             raise ConfigError(f"cannot resume {out}: the command differs from its config.json in " + "; ".join(diff)
                               + "; repeat the run's command (only --epochs and --time-limit may change)")
-        return config
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"{out} already holds files; use --resume to continue that run, --overwrite to "
-                          f"replace it, or another --out")
-    return config
+        return
+    check_new_run_dir(out, overwrite)
 
 
 def run_detection(config: DetectionConfig, out: str | None = None, log: Callable[[str], None] = print, *,
@@ -119,14 +117,12 @@ def run_detection(config: DetectionConfig, out: str | None = None, log: Callable
 
     ``out`` is a run folder (see the module docstring); ``resume`` / ``overwrite`` as there.
     """
-    import shutil
-
     import jax
 
     from jaxdl.data.shapes import make_shapes
     from jaxdl.detection.detectors import create_detector
     from jaxdl.detection.train import train_detector
-    from jaxdl.train.io import write_json_atomic, write_jsonl_atomic
+    from jaxdl.train.io import replace_run_dir, write_json_atomic, write_jsonl_atomic
 
     if out is None and resume:
         raise ConfigError("--resume needs --out: the run folder to continue")
@@ -154,9 +150,7 @@ def run_detection(config: DetectionConfig, out: str | None = None, log: Callable
     if run_dir is not None:
         from jaxdl.train.checkpoint import RunCheckpoints
         if not resume:      # the data and the model were built: only now replace what --overwrite replaces
-            if run_dir.exists():
-                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-            run_dir.mkdir(parents=True)
+            replace_run_dir(run_dir)
         write_json_atomic(run_dir / "config.json", config_to_json(config))
         checkpoints = RunCheckpoints(run_dir)
         on_epoch = lambda history: write_jsonl_atomic(run_dir / "metrics.jsonl", history)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_jsonl_atomic", "read_jsonl", "parse_key_values"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_jsonl_atomic", "read_jsonl", "parse_key_values",
+           "check_new_run_dir", "replace_run_dir"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -38,6 +40,26 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def check_new_run_dir(out: Path, overwrite: bool, resume_hint: str = "--resume") -> None:
+    """Refuse to start a new run in ``out`` when it already holds files and ``overwrite`` is off.
+
+    Raises:
+      ConfigError: naming ``resume_hint`` (how this command continues a run), ``--overwrite`` and ``--out``.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        from jaxdl.errors import ConfigError
+        raise ConfigError(f"{out} already holds files; use {resume_hint} to continue that run, "
+                          f"--overwrite to replace it, or another --out")
+
+
+def replace_run_dir(out: Path) -> None:
+    """Make ``out`` an empty folder, removing what was there (call only once the run's data and
+    model were built, so that bad input never costs an earlier run)."""
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True)
 
 
 def parse_key_values(text: str) -> dict[str, Any]:

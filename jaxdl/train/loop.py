@@ -27,7 +27,6 @@ import functools
 import math
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -43,7 +42,8 @@ from jaxdl import models, optim
 from jaxdl.errors import ConfigError, NonFiniteLossError, ResumeError
 from jaxdl.train.checkpoint import RunCheckpoints
 from jaxdl.train.config import TrainConfig
-from jaxdl.train.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from jaxdl.train.io import (check_new_run_dir, read_jsonl, replace_run_dir, write_json_atomic, write_jsonl_atomic,
+                           write_text_atomic)
 from jaxdl.train.losses import get_loss
 from jaxdl.train.loss_scale import DynamicLossScale
 from jaxdl.train.metrics import finalize
@@ -243,11 +243,7 @@ def build_experiment(config: TrainConfig) -> Experiment:
     if config.precision != "float32":  # compute dtype; every family keeps float32 params
         speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
     if config.remat:
-        field = models.remat_field(config.model)
-        if field is None:
-            raise ConfigError(f"--remat: {config.model} has no blocks to rematerialise (residual families, "
-                              f"MobileNet v2 and DenseNet have); drop --remat")
-        speed[field] = True
+        speed.update(models.remat_options(config.model))
     sync = parallel.model_overrides
     if sync and "bn_axis_name" not in _model_fields(config.model):
         sync = {}  # no BatchNorm in this family: nothing to synchronise across devices
@@ -322,17 +318,13 @@ def _prepare_run_dir(out: Path, config: TrainConfig, resume: bool, overwrite: bo
             saved = TrainConfig.from_dict({**saved.to_dict(), "epochs": config.epochs})
             write_text_atomic(config_path, saved.to_json() + "\n")
         return saved
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"{out} already holds files; use --resume {out} to continue that run, "
-                          f"--overwrite to replace it, or another --out")
+    check_new_run_dir(out, overwrite, resume_hint=f"--resume {out}")
     return config
 
 
 def _start_run_dir(out: Path, config: TrainConfig) -> None:
     """Create the folder of a new run (called only once the data and model were built successfully)."""
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True)
+    replace_run_dir(out)
     write_text_atomic(out / "config.json", config.to_json() + "\n")
 
 
