@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from jaxdl.models.registry import ModelInfo, available, create, families, info, register, remat_field
+from jaxdl.models.registry import ModelInfo, available, create, families, info, register, remat_field, remat_options
 
-__all__ = ["ModelInfo", "available", "create", "families", "info", "register", "remat_field", "feature_info"]
+__all__ = ["ModelInfo", "available", "create", "families", "info", "register", "remat_field", "remat_options", "feature_info"]
 
 # Import every family module of this package once, so that their register() calls run.
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):

@@ -140,6 +140,20 @@ def remat_field(name: str) -> str | None:
     return next((f for f in REMAT_FIELDS if f in fields), None)
 
 
+def remat_options(name: str) -> dict[str, bool]:
+    """The override that turns on rematerialisation for model ``name`` (``{field: True}``).
+
+    Raises:
+      ConfigError: the model has no such field (``--remat`` cannot apply to it).
+    """
+    field = remat_field(name)
+    if field is None:
+        from jaxdl.errors import ConfigError
+        raise ConfigError(f"--remat: {name} has no blocks to rematerialise (residual families, MobileNet v2 "
+                          f"and DenseNet have); drop --remat")
+    return {field: True}
+
+
 def available(family: str | None = None) -> list[str]:
     """Sorted registered names, optionally only those of one family."""
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)

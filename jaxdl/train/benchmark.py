@@ -132,11 +132,7 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     if dtype != "float32":
         options["dtype"] = DTYPES[dtype]
     if remat:
-        field = models.remat_field(name)
-        if field is None:
-            raise ConfigError(f"--remat: {name} has no blocks to rematerialise (residual families, MobileNet v2 "
-                              f"and DenseNet have); drop --remat for it")
-        options[field] = True
+        options.update(models.remat_options(name))
     model = models.create(name, num_classes=num_classes, **options)
     tx = optim.optimizer("sgd", 0.01, momentum=0.9)
     rng = np.random.default_rng(0)
@@ -267,10 +263,8 @@ def run_bench_command(models_arg: str, batch_sizes: str, dtypes: str, input_size
     if remat not in settings:
         raise ConfigError(f"--remat must be off, on or both; got {remat!r}")
     if remat != "off":
-        lacking = [n for n in names if models.remat_field(n) is None]
-        if lacking:
-            raise ConfigError(f"--remat {remat}: {', '.join(lacking)} cannot rematerialise (residual families, "
-                              f"MobileNet v2 and DenseNet can); drop them or --remat")
+        for n in names:        # refuse before anything is measured
+            models.remat_options(n)
     report = benchmark(names, sizes, kinds, settings[remat], input_size=input_size, steps=steps, repeats=repeats,
                        model_options=model_options, compile_only=compile_only)
     print(format_table(report))
