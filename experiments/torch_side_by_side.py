@@ -7,7 +7,8 @@ Command (GPU: ResNet-50 at 224x224, bfloat16 / AMP, batch 256):
         --dtype bfloat16 --out docs/torch_side_by_side_gpu.json
 Result: see docs/performance.md (measured ratios, device, date).
 
-Variants: jaxdl with the fast CPU convolution (``jaxdl.nn.Conv``), jaxdl with stock ``flax.linen.Conv``
+Variants: jaxdl (``jaxdl.nn.Conv``: Winograd F(m x m, 3 x 3) for 3x3 stride-1 convs and the custom-VJP
+conv for the rest), jaxdl without the Winograd path, jaxdl with stock ``flax.linen.Conv``
 (``conv=nn.Conv``), PyTorch eager (NCHW), eager channels_last, ``torch.compile`` (channels_last),
 and on GPU ``torch.autocast`` (AMP) for half precision. Every variant takes SGD+momentum steps on
 one fixed random batch (data loading excluded); they run interleaved, ``--repeats`` times, so a
@@ -42,7 +43,9 @@ def smoke_config() -> dict:
             "repeats": 1, "compile": False, "smoke": True}
 
 
-def jaxdl_step(name: str, batch: int, size: int, dtype: str, fast: bool, smoke: bool) -> Callable[[], None]:
+def jaxdl_step(name: str, batch: int, size: int, dtype: str, conv: str, smoke: bool) -> Callable[[], None]:
+    """``conv``: "jaxdl" (``jaxdl.nn.Conv``: Winograd + custom VJP on CPU), "no-winograd" (custom VJP
+    only) or "stock" (``flax.linen.Conv``)."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -53,8 +56,12 @@ def jaxdl_step(name: str, batch: int, size: int, dtype: str, fast: bool, smoke: 
     options = {"num_classes": 10}
     if size <= 64 and "resnet" in name:
         options["stem"] = "cifar"
-    if not fast:
+    if conv == "stock":
         options["conv"] = nn.Conv
+    elif conv == "no-winograd":
+        from jaxdl.nn.fast_conv import FastConv
+
+        options["conv"] = functools.partial(FastConv, winograd=False)
     if dtype != "float32":
         options["dtype"] = jnp.bfloat16 if dtype == "bfloat16" else jnp.float16
     if smoke:
@@ -172,8 +179,9 @@ def main(argv=None) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": []}
     for name in cfg["models"]:
         variants: dict[str, Callable[[int], None]] = {}
-        variants["jaxdl (fast conv)"] = jaxdl_step(name, b, size, dtype, True, smoke)
-        variants["jaxdl (stock flax Conv)"] = jaxdl_step(name, b, size, dtype, False, smoke)
+        variants["jaxdl"] = jaxdl_step(name, b, size, dtype, "jaxdl", smoke)
+        variants["jaxdl (no Winograd)"] = jaxdl_step(name, b, size, dtype, "no-winograd", smoke)
+        variants["jaxdl (stock flax Conv)"] = jaxdl_step(name, b, size, dtype, "stock", smoke)
         if torch is not None:
             variants["torch eager"] = torch_step(name, b, size, dtype, False, False, smoke)
             variants["torch eager channels_last"] = torch_step(name, b, size, dtype, True, False, smoke)

@@ -12,7 +12,10 @@ Numerically this is the same sum in another order: equal to ``lax.conv_general_d
 gradients within float rounding (tests/nn/test_fast_conv.py, strides, padding, groups, dilation).
 
 :class:`FastConv` is ``flax.linen.Conv`` with this primitive (same params, same names), used as
-``jaxdl.nn.Conv`` on the CPU backend; ``JAXDL_FAST_CONV=0`` selects stock ``nn.Conv``.
+``jaxdl.nn.Conv`` on the CPU backend; ``JAXDL_FAST_CONV=0`` selects stock ``nn.Conv``. On the same
+backend, float32 3x3 stride-1 convs with at least 16 channels and 8x8 outputs take the Winograd
+path instead (:mod:`jaxdl.nn.winograd`; ``JAXDL_WINOGRAD=0`` or ``FastConv(winograd=False)`` turns
+only that off).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxdl.nn import winograd
 
 __all__ = ["conv2d", "FastConv", "fast_conv_enabled"]
 
@@ -113,10 +118,13 @@ class FastConv(nn.Conv):
     The custom path is taken on the CPU backend (where it measured faster, see
     docs/performance.md) unless ``JAXDL_FAST_CONV=0``; GPU/TPU, other ranks, input dilation,
     circular/causal/reflect padding or masks use ``nn.Conv``'s own path. ``fast=False`` forces
-    the stock path for one layer or model.
+    the stock path for one layer or model. Float32 3x3 stride-1 convs go through
+    :func:`jaxdl.nn.winograd.winograd_conv2d` where :func:`~jaxdl.nn.winograd.tile_size` picks a
+    tile (``winograd=False`` keeps them on :func:`conv2d`).
     """
 
     fast: bool | None = None  # None: the custom VJP on CPU when enabled; False: stock nn.Conv
+    winograd: bool | None = None  # None: F(m x m, 3 x 3) where winograd.tile_size picks one; False: never
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -138,7 +146,15 @@ class FastConv(nn.Conv):
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         padding = _explicit_padding(self.padding, inputs.shape[1:3], kernel_size, strides, dilation)
-        y = conv2d(inputs, kernel, strides, padding, dilation, groups)
+        tile = None
+        if self.winograd is not False and winograd.winograd_enabled() and winograd.supports(
+                kernel_size, strides, dilation, groups, padding):
+            out_hw = [inputs.shape[1 + i] + padding[i][0] + padding[i][1] - 2 for i in range(2)]
+            tile = winograd.tile_size(out_hw, in_features, self.features, inputs.dtype)
+        if tile is not None:
+            y = winograd.winograd_conv2d(inputs, kernel, padding, tile)
+        else:
+            y = conv2d(inputs, kernel, strides, padding, dilation, groups)
         if bias is not None:
             y = y + bias.reshape((1, 1, 1, -1))
         return y
