@@ -1,4 +1,5 @@
-"""Forward / backward time of one convolution: stock ``lax.conv_general_dilated`` vs jaxdl's custom VJP.
+"""Forward / backward time of one convolution: stock ``lax.conv_general_dilated``, jaxdl's custom VJP and,
+for 3x3 shapes where ``jaxdl.nn.winograd.tile_size`` picks a tile, the Winograd path.
 
 Command (the issue-7 case: 3x3, 128 -> 128 channels, batch 64 at 32x32, float32):
     python experiments/conv_cpu.py --out docs/conv_cpu.json
@@ -33,6 +34,7 @@ def measure(cfg: dict) -> dict:
     import jax.numpy as jnp
 
     from jaxdl.nn.fast_conv import _forward, conv2d
+    from jaxdl.nn.winograd import tile_size, winograd_conv2d
 
     rng = np.random.default_rng(0)
     n, s, c, k = cfg["batch"], cfg["size"], cfg["channels"], cfg["kernel"]
@@ -42,6 +44,9 @@ def measure(cfg: dict) -> dict:
     p = (k - 1) // 2
     args_ = ((1, 1), ((p, p), (p, p)), (1, 1), 1)
     impls = {"stock": lambda x_, w_: _forward(x_, w_, *args_), "custom": lambda x_, w_: conv2d(x_, w_, *args_)}
+    tile = tile_size((s, s), c, c, jnp.float32) if k == 3 else None
+    if tile is not None:
+        impls[f"winograd F({tile}x{tile})"] = lambda x_, w_: winograd_conv2d(x_, w_, args_[1], tile)
     fns = {}
     for name, f in impls.items():
         fns[f"{name} forward"] = (jax.jit(f), (x, w))
@@ -66,9 +71,11 @@ def measure(cfg: dict) -> dict:
         report["seconds"][label] = ts
         print(f"  {label:<28} {med:8.3f} s   ({flops / med / 1e9:6.1f} GFLOP/s per pass)")
     for part in ("backward (dx + dW)", "dW only"):
-        ratio = statistics.median(times[f"stock {part}"]) / statistics.median(times[f"custom {part}"])
-        report[f"speedup {part}"] = ratio
-        print(f"  custom speed-up, {part}: {ratio:.2f}x")
+        for name in list(impls)[1:]:
+            ratio = statistics.median(times[f"stock {part}"]) / statistics.median(times[f"{name} {part}"])
+            key = f"speedup {part}" if name == "custom" else f"speedup {name} {part}"
+            report[key] = ratio
+            print(f"  {name} speed-up, {part}: {ratio:.2f}x")
     fwd = statistics.median(times["stock forward"])
     print(f"  stock backward / forward: {statistics.median(times['stock backward (dx + dW)']) / fwd:.1f}x; "
           f"custom backward / forward: {statistics.median(times['custom backward (dx + dW)']) / fwd:.1f}x")
