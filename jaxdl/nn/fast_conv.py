@@ -21,7 +21,6 @@ only that off).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdl.nn import winograd
+from jaxdl.nn._env import switch
 
 __all__ = ["conv2d", "FastConv", "fast_conv_enabled"]
 
@@ -41,7 +41,7 @@ def fast_conv_enabled() -> bool:
     return _ENABLED
 
 
-_ENABLED = os.environ.get("JAXDL_FAST_CONV", "1").strip().lower() not in ("0", "false", "no", "off")
+_ENABLED = switch("JAXDL_FAST_CONV")
 
 
 def _forward(x, w, strides, padding, dilation, groups):

@@ -28,12 +28,13 @@ it raised jaxdl from 24.8 to 34.4 img/s (docs/performance.md). :func:`tile_size`
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxdl.nn._env import switch
 
 __all__ = ["winograd_conv2d", "tile_size", "winograd_enabled"]
 
@@ -49,7 +50,7 @@ _MATRICES = {
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)),
 }
 
-_ENABLED = os.environ.get("JAXDL_WINOGRAD", "1").strip().lower() not in ("0", "false", "no", "off")
+_ENABLED = switch("JAXDL_WINOGRAD")
 
 
 def winograd_enabled() -> bool:
