@@ -176,7 +176,9 @@ def main(argv=None) -> int:
     report = {"config": cfg, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
               "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": []}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "env": {k: os.environ.get(k, "") for k in ("JAXDL_FAST_CONV", "JAXDL_WINOGRAD", "GLIBC_TUNABLES")},
+              "results": []}
     for name in cfg["models"]:
         variants: dict[str, Callable[[int], None]] = {}
         variants["jaxdl"] = jaxdl_step(name, b, size, dtype, "jaxdl", smoke)

@@ -219,6 +219,8 @@ def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Se
         "environment": {"jax": jax.__version__, "backend": device.platform, "device_kind": getattr(device, "device_kind", ""),
                         "devices": jax.device_count(), "cpu": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(), "fast_conv": os.environ.get("JAXDL_FAST_CONV", "1"),
+                        "winograd": os.environ.get("JAXDL_WINOGRAD", "1"),
+                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "results": rows,
     }

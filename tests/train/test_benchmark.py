@@ -44,3 +44,13 @@ def test_compile_only_remat_rows(capsys):
     assert "remat" in table[0] and table[1].split()[3] == "no" and table[2].split()[3] == "yes"
     with pytest.raises(ConfigError, match="remat"):
         run_bench_command("mlp", "2", "float32", None, 1, 1, None, remat="both")
+
+
+def test_report_records_the_switches_that_change_speed(monkeypatch):
+    from jaxdl.train.benchmark import benchmark
+
+    monkeypatch.setenv("JAXDL_WINOGRAD", "0")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    tiny = {"stage_sizes": (1, 1, 1), "width": 4}
+    env = benchmark(["resnet20"], [2], model_options=tiny, compile_only=True)["environment"]
+    assert env["winograd"] == "0" and env["glibc_tunables"] == "glibc.malloc.hugetlb=1" and env["fast_conv"] == "1"
