@@ -173,11 +173,13 @@ def main(argv=None) -> int:
               "(pip install torch==2.14.1 torchvision==0.29.1)")
     if torch is not None:
         torch.manual_seed(0)
+    from jaxdl.train.benchmark import speed_switches
+
     report = {"config": cfg, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
               "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "env": {k: os.environ.get(k, "") for k in ("JAXDL_FAST_CONV", "JAXDL_WINOGRAD", "GLIBC_TUNABLES")},
+              "env": speed_switches(),
               "results": []}
     for name in cfg["models"]:
         variants: dict[str, Callable[[int], None]] = {}

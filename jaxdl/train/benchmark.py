@@ -43,7 +43,7 @@ from jaxdl.train.losses import get_loss
 from jaxdl.train.state import create_train_state
 from jaxdl.train.steps import predict_step, train_step
 
-__all__ = ["benchmark", "benchmark_one", "device_peak_flops", "DTYPES"]
+__all__ = ["benchmark", "benchmark_one", "device_peak_flops", "speed_switches", "DTYPES"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -204,6 +204,13 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     return result
 
 
+def speed_switches() -> dict[str, str]:
+    """The environment switches that change CPU speed, as a benchmark JSON records them (unset conv
+    switches mean on)."""
+    return {"fast_conv": os.environ.get("JAXDL_FAST_CONV", "1"), "winograd": os.environ.get("JAXDL_WINOGRAD", "1"),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+
+
 def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Sequence[str] = ("float32",),
               remat: Sequence[bool] = (False,), **kw: Any) -> dict[str, Any]:
     """Every combination (``remat``: the settings to measure, e.g. ``(False, True)``); returns
@@ -218,9 +225,7 @@ def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Se
     return {
         "environment": {"jax": jax.__version__, "backend": device.platform, "device_kind": getattr(device, "device_kind", ""),
                         "devices": jax.device_count(), "cpu": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count(), "fast_conv": os.environ.get("JAXDL_FAST_CONV", "1"),
-                        "winograd": os.environ.get("JAXDL_WINOGRAD", "1"),
-                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                        "cpu_count": os.cpu_count(), **speed_switches(),
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "results": rows,
     }

@@ -49,6 +49,7 @@ def test_compile_only_remat_rows(capsys):
 def test_report_records_the_switches_that_change_speed(monkeypatch):
     from jaxdl.train.benchmark import benchmark
 
+    monkeypatch.delenv("JAXDL_FAST_CONV", raising=False)
     monkeypatch.setenv("JAXDL_WINOGRAD", "0")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     tiny = {"stage_sizes": (1, 1, 1), "width": 4}
