@@ -13,15 +13,21 @@ conv for the rest), jaxdl without the Winograd path, jaxdl with stock ``flax.lin
 and on GPU ``torch.autocast`` (AMP) for half precision. Every variant takes SGD+momentum steps on
 one fixed random batch (data loading excluded); they run interleaved, ``--repeats`` times, so a
 load change on a shared machine hits all of them; the median seconds per step is reported.
-The torch side is skipped with a message when torch is not installed.
+By default every repeat of every variant runs in a fresh Python process (``--isolation process``):
+JAX's and PyTorch's thread pools and the allocator state of one variant then cannot slow another,
+and each variant takes two warm-up steps (compile, first execution) before it is timed.
+``--isolation in-process`` runs them all in this process (compiling each once). ``--variants``
+picks some (``jaxdl,torch``). The torch side is skipped with a message when torch is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -140,6 +146,55 @@ def torch_step(name: str, batch: int, size: int, dtype: str, channels_last: bool
     return run_steps
 
 
+# Command-line key -> the label printed and written to the JSON.
+VARIANTS = {
+    "jaxdl": "jaxdl",
+    "jaxdl-no-winograd": "jaxdl (no Winograd)",
+    "jaxdl-stock": "jaxdl (stock flax Conv)",
+    "torch": "torch eager",
+    "torch-channels-last": "torch eager channels_last",
+    "torch-compile": "torch.compile channels_last",
+}
+WARMUP_STEPS = 2  # the first compiles (jaxdl, torch.compile); the second is the first plain execution
+
+
+def make_variant(key: str, name: str, b: int, size: int, dtype: str, smoke: bool) -> Callable[[int], None]:
+    if key == "jaxdl":
+        return jaxdl_step(name, b, size, dtype, "jaxdl", smoke)
+    if key == "jaxdl-no-winograd":
+        return jaxdl_step(name, b, size, dtype, "no-winograd", smoke)
+    if key == "jaxdl-stock":
+        return jaxdl_step(name, b, size, dtype, "stock", smoke)
+    return torch_step(name, b, size, dtype, key != "torch", key == "torch-compile", smoke)
+
+
+def warm_and_time(run: Callable[[int], None], steps: int) -> tuple[float, float]:
+    """(seconds of the first step, mean seconds per step of ``steps`` steps after the warm-up)."""
+    start = time.perf_counter()
+    run(1)
+    first = time.perf_counter() - start
+    run(WARMUP_STEPS - 1)
+    if steps <= 0:
+        return first, float("nan")
+    start = time.perf_counter()
+    run(steps)
+    return first, (time.perf_counter() - start) / steps
+
+
+def run_worker(key: str, name: str, cfg: dict) -> tuple[float, float]:
+    """One variant in a fresh interpreter (this script with ``--worker``); returns what it measured."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", key, "--models", name,
+           "--input-size", str(cfg["input_size"]), "--batch-size", str(cfg["batch_size"]),
+           "--dtype", cfg["dtype"], "--steps", str(cfg["steps"])] + (["--smoke"] if cfg.get("smoke") else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"the {key} worker failed (exit {proc.returncode}): {tail}")
+    out = json.loads(lines[-1])
+    return out["first_step_seconds"], out["seconds_per_step"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="jaxdl vs PyTorch training throughput")
     parser.add_argument("--models", default=None, help="comma-separated (jaxdl names = torchvision names)")
@@ -149,6 +204,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated subset of: " + ", ".join(VARIANTS) + " (default: all)")
+    parser.add_argument("--isolation", choices=("process", "in-process"), default="process",
+                        help="process (default): each repeat of each variant in a fresh process; "
+                             "in-process: all in this one")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: time one variant, print JSON
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one step (used by the tests)")
     parser.add_argument("--out", default=None, help="JSON report (a file, or a folder for --smoke)")
     args = parser.parse_args(argv)
@@ -162,6 +223,20 @@ def main(argv=None) -> int:
         cfg["compile"] = False
     smoke = bool(cfg.get("smoke"))
     b, size, dtype = cfg["batch_size"], cfg["input_size"], cfg["dtype"]
+    if args.variants is not None:
+        keys = [k.strip() for k in args.variants.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in VARIANTS]
+        if unknown or not keys:
+            parser.error(f"--variants: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(VARIANTS)}")
+    else:
+        keys = [k for k in VARIANTS if k != "torch-compile" or cfg["compile"]]
+    if args.worker is not None:
+        if args.worker not in VARIANTS:
+            parser.error(f"--worker: unknown variant {args.worker}")
+        first, per_step = warm_and_time(make_variant(args.worker, cfg["models"][0], b, size, dtype, smoke),
+                                        cfg["steps"])
+        print(json.dumps({"first_step_seconds": first, "seconds_per_step": per_step}))
+        return 0
 
     import jax
 
@@ -173,39 +248,40 @@ def main(argv=None) -> int:
               "(pip install torch==2.14.1 torchvision==0.29.1)")
     if torch is not None:
         torch.manual_seed(0)
+    else:
+        keys = [k for k in keys if k.startswith("jaxdl")]
     from jaxdl.train.benchmark import speed_switches
 
-    report = {"config": cfg, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
+    cfg["isolation"] = args.isolation
+    cfg["warmup_steps"] = WARMUP_STEPS
+    report = {"config": cfg, "variants": keys, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
               "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "env": speed_switches(),
               "results": []}
     for name in cfg["models"]:
-        variants: dict[str, Callable[[int], None]] = {}
-        variants["jaxdl"] = jaxdl_step(name, b, size, dtype, "jaxdl", smoke)
-        variants["jaxdl (no Winograd)"] = jaxdl_step(name, b, size, dtype, "no-winograd", smoke)
-        variants["jaxdl (stock flax Conv)"] = jaxdl_step(name, b, size, dtype, "stock", smoke)
-        if torch is not None:
-            variants["torch eager"] = torch_step(name, b, size, dtype, False, False, smoke)
-            variants["torch eager channels_last"] = torch_step(name, b, size, dtype, True, False, smoke)
-            if cfg["compile"]:
-                variants["torch.compile channels_last"] = torch_step(name, b, size, dtype, True, True, smoke)
-        first = {}
-        for label, run in variants.items():  # compile / warm up
-            start = time.perf_counter()
-            run(1)
-            first[label] = time.perf_counter() - start
-        times: dict[str, list[float]] = {label: [] for label in variants}
+        first: dict[str, float] = {}
+        times: dict[str, list[float]] = {VARIANTS[k]: [] for k in keys}
+        if args.isolation == "in-process":
+            runs = {k: make_variant(k, name, b, size, dtype, smoke) for k in keys}
+            for k, run in runs.items():  # compile / warm up
+                first[VARIANTS[k]], _ = warm_and_time(run, 0)
         for _ in range(cfg["repeats"]):
-            for label, run in variants.items():
-                start = time.perf_counter()
-                run(cfg["steps"])
-                times[label].append((time.perf_counter() - start) / cfg["steps"])
-        base = "torch eager" if "torch eager" in times else "jaxdl (stock flax Conv)"
+            for k in keys:
+                if args.isolation == "process":
+                    f, per_step = run_worker(k, name, cfg)
+                    first.setdefault(VARIANTS[k], f)
+                else:
+                    start = time.perf_counter()
+                    runs[k](cfg["steps"])
+                    per_step = (time.perf_counter() - start) / cfg["steps"]
+                times[VARIANTS[k]].append(per_step)
+        base = "torch eager" if "torch eager" in times else next(iter(times))
         base_ips = b / statistics.median(times[base])
         print(f"\n{name} {size}x{size} batch {b} {dtype} on {report['device']} ({os.cpu_count()} cores); "
-              f"{cfg['repeats']} interleaved repeats x {cfg['steps']} steps")
+              f"{cfg['repeats']} interleaved repeats x {cfg['steps']} steps, "
+              f"{'one process per repeat and variant' if args.isolation == 'process' else 'all in one process'}")
         print(f"{'variant':<30} {'img/s (median)':>14} {'min..max':>15} {'first step s':>12} {'vs ' + base:>22}")
         for label, ts in times.items():
             ips = [b / t for t in ts]

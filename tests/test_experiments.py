@@ -45,6 +45,12 @@ def test_script_has_config_and_runs_in_smoke_mode(path, tmp_path):
     if path.stem in ("benchmark", "torch_side_by_side", "conv_cpu"):  # timing scripts: a JSON report, no training run
         assert module.main(["--smoke", "--out", str(tmp_path)]) == 0
         assert (tmp_path / f"{path.stem}.json").is_file()
+        if path.stem == "torch_side_by_side":  # by default every variant ran in its own process
+            import json
+
+            report = json.loads((tmp_path / f"{path.stem}.json").read_text())
+            assert report["config"]["isolation"] == "process"
+            assert report["results"] and all(r["images_per_second"] > 0 for r in report["results"])
         return
     if path.stem == "zoo_fashion_mnist":
         assert module.main(["--smoke", "--models", "resnet20", "--out", str(tmp_path)]) == 0
@@ -79,3 +85,23 @@ def test_mlp_learns_real_fashion_mnist(tmp_path):
     summary = fit(config, tmp_path / "mlp", progress=False, log=lambda s: None)
     assert summary["train_examples"] == 60000 and summary["test_examples"] == 10000
     assert summary["test_accuracy"] >= 0.84, summary["test_accuracy"]
+
+
+def test_side_by_side_in_process_and_variant_choice(tmp_path):
+    """--isolation in-process and --variants: only the chosen variants are timed, in this process;
+    an unknown variant is a usage error (exit 2)."""
+    import json
+
+    module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
+    out = tmp_path / "sbs.json"
+    assert module.main(["--smoke", "--isolation", "in-process", "--variants", "jaxdl-stock,torch",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["isolation"] == "in-process"
+    labels = [r["variant"] for r in report["results"]]
+    torch_installed = importlib.util.find_spec("torch") is not None
+    assert labels == (["jaxdl (stock flax Conv)", "torch eager"] if torch_installed else ["jaxdl (stock flax Conv)"])
+    assert all(r["images_per_second"] > 0 and r["first_step_seconds"] > 0 for r in report["results"])
+    with pytest.raises(SystemExit) as err:
+        module.main(["--smoke", "--variants", "jaxdl,resnet"])
+    assert err.value.code == 2
