@@ -250,12 +250,12 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
     else:
         keys = [k for k in keys if k.startswith("jaxdl")]
-    from jaxdl.train.benchmark import speed_switches
+    from jaxdl.train.benchmark import cpu_description, speed_switches
 
     cfg["isolation"] = args.isolation
     cfg["warmup_steps"] = WARMUP_STEPS
     report = {"config": cfg, "variants": keys, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
-              "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(),
+              "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(), "cpu": cpu_description(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "env": speed_switches(),

@@ -43,7 +43,7 @@ from jaxdl.train.losses import get_loss
 from jaxdl.train.state import create_train_state
 from jaxdl.train.steps import predict_step, train_step
 
-__all__ = ["benchmark", "benchmark_one", "device_peak_flops", "speed_switches", "DTYPES"]
+__all__ = ["benchmark", "benchmark_one", "cpu_description", "device_peak_flops", "speed_switches", "DTYPES"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -204,6 +204,34 @@ def benchmark_one(name: str, batch_size: int, dtype: str = "float32", *, input_s
     return result
 
 
+# Vector ISA extensions that decide which kernels XLA, oneDNN and friends pick; a CPU figure is only
+# comparable with another on the same generation (the ResNet-18 ratio to torch differs between AVX2
+# and AVX-512 hosts, docs/performance.md).
+CPU_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                 "amx_tile", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The host CPU as a benchmark JSON records it: ``model_name``, ``family``/``model`` (x86
+    ``cpu family`` / ``model`` numbers, which tell generations apart when the name does not, as
+    "AMD EPYC" on a VM) and ``isa`` (which of :data:`CPU_ISA_FLAGS` it has). Without a readable
+    ``cpuinfo`` (not Linux) only ``model_name`` from :mod:`platform` is given."""
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        return {"model_name": platform.processor() or platform.machine()}
+    flags = set(fields.get("flags", "").split())
+    return {"model_name": fields.get("model name", platform.processor() or platform.machine()),
+            "family": fields.get("cpu family"), "model": fields.get("model"),
+            "isa": [f for f in CPU_ISA_FLAGS if f in flags]}
+
+
 def speed_switches() -> dict[str, str]:
     """The environment switches that change CPU speed, as a benchmark JSON records them (unset conv
     switches mean on)."""
@@ -225,7 +253,7 @@ def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Se
     return {
         "environment": {"jax": jax.__version__, "backend": device.platform, "device_kind": getattr(device, "device_kind", ""),
                         "devices": jax.device_count(), "cpu": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count(), **speed_switches(),
+                        "cpu_description": cpu_description(), "cpu_count": os.cpu_count(), **speed_switches(),
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "results": rows,
     }

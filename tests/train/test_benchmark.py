@@ -55,3 +55,20 @@ def test_report_records_the_switches_that_change_speed(monkeypatch):
     tiny = {"stage_sizes": (1, 1, 1), "width": 4}
     env = benchmark(["resnet20"], [2], model_options=tiny, compile_only=True)["environment"]
     assert env["winograd"] == "0" and env["glibc_tunables"] == "glibc.malloc.hugetlb=1" and env["fast_conv"] == "1"
+    assert "model_name" in env["cpu_description"]
+
+
+def test_cpu_description_reads_generation_and_isa(tmp_path):
+    """The report says which CPU generation and vector ISA it ran on (figures differ between AVX2 and AVX-512)."""
+    from jaxdl.train.benchmark import cpu_description
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse4_2 avx fma avx2 avx512f avx512bw avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    cpu = cpu_description(str(info))
+    assert cpu == {"model_name": "AMD EPYC 9R14", "family": "25", "model": "17",
+                   "isa": ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"]}
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n")
+    assert cpu_description(str(info))["isa"] == ["avx", "avx2", "fma"]
+    assert set(cpu_description(str(tmp_path / "missing"))) == {"model_name"}
