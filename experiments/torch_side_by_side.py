@@ -181,8 +181,9 @@ def warm_and_time(run: Callable[[int], None], steps: int) -> tuple[float, float]
     return first, (time.perf_counter() - start) / steps
 
 
-def run_worker(key: str, name: str, cfg: dict) -> tuple[float, float]:
-    """One variant in a fresh interpreter (this script with ``--worker``); returns what it measured."""
+def run_worker(key: str, name: str, cfg: dict) -> tuple[float, float, str]:
+    """One variant in a fresh interpreter (this script with ``--worker``); returns what it measured
+    (first-step seconds, seconds per step) and its device platform."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", key, "--models", name,
            "--input-size", str(cfg["input_size"]), "--batch-size", str(cfg["batch_size"]),
            "--dtype", cfg["dtype"], "--steps", str(cfg["steps"])] + (["--smoke"] if cfg.get("smoke") else [])
@@ -192,7 +193,7 @@ def run_worker(key: str, name: str, cfg: dict) -> tuple[float, float]:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"the {key} worker failed (exit {proc.returncode}): {tail}")
     out = json.loads(lines[-1])
-    return out["first_step_seconds"], out["seconds_per_step"]
+    return out["first_step_seconds"], out["seconds_per_step"], out["device"]
 
 
 def main(argv=None) -> int:
@@ -235,9 +236,19 @@ def main(argv=None) -> int:
             parser.error(f"--worker: unknown variant {args.worker}")
         first, per_step = warm_and_time(make_variant(args.worker, cfg["models"][0], b, size, dtype, smoke),
                                         cfg["steps"])
-        print(json.dumps({"first_step_seconds": first, "seconds_per_step": per_step}))
+        if args.worker.startswith("jaxdl"):
+            import jax
+
+            device = jax.devices()[0].platform
+        else:
+            import torch
+
+            device = "gpu" if torch.cuda.is_available() else "cpu"
+        print(json.dumps({"first_step_seconds": first, "seconds_per_step": per_step, "device": device}))
         return 0
 
+    # With --isolation process this process only starts the workers: it must not start JAX's
+    # backend (on a GPU that would claim most of its memory before any worker runs).
     import jax
 
     try:
@@ -255,7 +266,8 @@ def main(argv=None) -> int:
     cfg["isolation"] = args.isolation
     cfg["warmup_steps"] = WARMUP_STEPS
     report = {"config": cfg, "variants": keys, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
-              "device": jax.devices()[0].platform, "cpu_count": os.cpu_count(), "cpu": cpu_description(),
+              "device": jax.devices()[0].platform if args.isolation == "in-process" else None,
+              "cpu_count": os.cpu_count(), "cpu": cpu_description(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "env": speed_switches(),
@@ -270,7 +282,7 @@ def main(argv=None) -> int:
         for _ in range(cfg["repeats"]):
             for k in keys:
                 if args.isolation == "process":
-                    f, per_step = run_worker(k, name, cfg)
+                    f, per_step, report["device"] = run_worker(k, name, cfg)
                     first.setdefault(VARIANTS[k], f)
                 else:
                     start = time.perf_counter()

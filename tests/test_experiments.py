@@ -50,6 +50,9 @@ def test_script_has_config_and_runs_in_smoke_mode(path, tmp_path):
 
             report = json.loads((tmp_path / f"{path.stem}.json").read_text())
             assert report["config"]["isolation"] == "process"
+            import jax
+
+            assert report["device"] == jax.devices()[0].platform  # as the workers reported it
             assert report["results"] and all(r["images_per_second"] > 0 for r in report["results"])
         return
     if path.stem == "zoo_fashion_mnist":
