@@ -261,6 +261,8 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
     else:
         keys = [k for k in keys if k.startswith("jaxdl")]
+        if not keys:
+            parser.error("--variants: only torch variants were chosen and torch is not installed")
     from jaxdl.train.benchmark import cpu_description, speed_switches
 
     cfg["isolation"] = args.isolation
@@ -282,7 +284,11 @@ def main(argv=None) -> int:
         for _ in range(cfg["repeats"]):
             for k in keys:
                 if args.isolation == "process":
-                    f, per_step, report["device"] = run_worker(k, name, cfg)
+                    try:
+                        f, per_step, report["device"] = run_worker(k, name, cfg)
+                    except RuntimeError as err:  # one line, not a traceback; nothing has been written yet
+                        print(f"error: {err}", file=sys.stderr)
+                        return 1
                     first.setdefault(VARIANTS[k], f)
                 else:
                     start = time.perf_counter()

@@ -108,3 +108,11 @@ def test_side_by_side_in_process_and_variant_choice(tmp_path):
     with pytest.raises(SystemExit) as err:
         module.main(["--smoke", "--variants", "jaxdl,resnet"])
     assert err.value.code == 2
+
+
+def test_side_by_side_worker_failure_is_one_clear_error():
+    """A worker that fails is reported with its exit code and the end of its stderr."""
+    module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
+    cfg = dict(module.smoke_config())
+    with pytest.raises(RuntimeError, match=r"the nope worker failed \(exit 2\): .*unknown variant nope"):
+        module.run_worker("nope", "resnet18", cfg)
