@@ -158,13 +158,12 @@ VARIANTS = {
 WARMUP_STEPS = 2  # the first compiles (jaxdl, torch.compile); the second is the first plain execution
 
 
+JAXDL_CONVS = {"jaxdl": "jaxdl", "jaxdl-no-winograd": "no-winograd", "jaxdl-stock": "stock"}  # jaxdl_step's conv
+
+
 def make_variant(key: str, name: str, b: int, size: int, dtype: str, smoke: bool) -> Callable[[int], None]:
-    if key == "jaxdl":
-        return jaxdl_step(name, b, size, dtype, "jaxdl", smoke)
-    if key == "jaxdl-no-winograd":
-        return jaxdl_step(name, b, size, dtype, "no-winograd", smoke)
-    if key == "jaxdl-stock":
-        return jaxdl_step(name, b, size, dtype, "stock", smoke)
+    if key in JAXDL_CONVS:
+        return jaxdl_step(name, b, size, dtype, JAXDL_CONVS[key], smoke)
     return torch_step(name, b, size, dtype, key != "torch", key == "torch-compile", smoke)
 
 
