@@ -59,4 +59,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxdl.runtime import use_fast_allocator
+
+    use_fast_allocator()  # tcmalloc when installed (JAXDL_ALLOCATOR=system: glibc); recorded in the JSON
     sys.exit(main())

@@ -17,7 +17,10 @@ By default every repeat of every variant runs in a fresh Python process (``--iso
 JAX's and PyTorch's thread pools and the allocator state of one variant then cannot slow another,
 and each variant takes two warm-up steps (compile, first execution) before it is timed.
 ``--isolation in-process`` runs them all in this process (compiling each once). ``--variants``
-picks some (``jaxdl,torch``). The torch side is skipped with a message when torch is not installed.
+picks some (``jaxdl,torch``). ``--allocators tcmalloc,system`` runs every variant under both host
+allocators (default: tcmalloc when installed, else glibc's; see jaxdl.runtime), and every row
+records the allocator it ran with; ratios are to torch eager under glibc when that row exists
+(PyTorch's default). The torch side is skipped with a message when torch is not installed.
 """
 
 from __future__ import annotations
@@ -180,19 +183,45 @@ def warm_and_time(run: Callable[[int], None], steps: int) -> tuple[float, float]
     return first, (time.perf_counter() - start) / steps
 
 
-def run_worker(key: str, name: str, cfg: dict) -> tuple[float, float, str]:
-    """One variant in a fresh interpreter (this script with ``--worker``); returns what it measured
-    (first-step seconds, seconds per step) and its device platform."""
+ALLOCATORS = ("tcmalloc", "system")  # host allocators a worker can run under (jaxdl.runtime)
+
+
+def worker_env(allocator: str | None, env=None) -> dict[str, str]:
+    """The environment of a worker that runs under ``allocator``: "tcmalloc" preloads it, "system"
+    removes any preloaded allocator (glibc malloc), None passes this process's environment on."""
+    from jaxdl import runtime
+
+    env = dict(os.environ if env is None else env)
+    if allocator is None:
+        return env
+    kept = [lib for lib in env.get("LD_PRELOAD", "").split() if runtime.allocator_in_use(lib) == "system"]
+    env.pop("LD_PRELOAD", None)
+    if kept:
+        env["LD_PRELOAD"] = " ".join(kept)
+    env[runtime.ENV_GUARD] = "1"
+    if allocator == "tcmalloc":
+        library = env.get(runtime.ENV_LIBRARY) or runtime.find_tcmalloc()
+        if library is None:
+            raise ValueError("--allocators tcmalloc: no tcmalloc library found "
+                             "(apt-get install libtcmalloc-minimal4, or set JAXDL_ALLOCATOR_LIBRARY)")
+        env = runtime.preload_env(env, library)
+    return env
+
+
+def run_worker(key: str, name: str, cfg: dict, allocator: str | None = None) -> tuple[float, float, str, str]:
+    """One variant in a fresh interpreter (this script with ``--worker``) under ``allocator`` (see
+    :func:`worker_env`); returns what it measured (first-step seconds, seconds per step), its device
+    platform and the allocator it ran with."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", key, "--models", name,
            "--input-size", str(cfg["input_size"]), "--batch-size", str(cfg["batch_size"]),
            "--dtype", cfg["dtype"], "--steps", str(cfg["steps"])] + (["--smoke"] if cfg.get("smoke") else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(allocator))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"the {key} worker failed (exit {proc.returncode}): {tail}")
     out = json.loads(lines[-1])
-    return out["first_step_seconds"], out["seconds_per_step"], out["device"]
+    return out["first_step_seconds"], out["seconds_per_step"], out["device"], out["allocator"]
 
 
 def main(argv=None) -> int:
@@ -209,6 +238,10 @@ def main(argv=None) -> int:
     parser.add_argument("--isolation", choices=("process", "in-process"), default="process",
                         help="process (default): each repeat of each variant in a fresh process; "
                              "in-process: all in this one")
+    parser.add_argument("--allocators", default=None,
+                        help="comma-separated host allocators the workers run under: tcmalloc, system "
+                             "(glibc malloc); two give every variant a row per allocator. Default: "
+                             "tcmalloc when installed, else system (jaxdl.runtime)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: time one variant, print JSON
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one step (used by the tests)")
     parser.add_argument("--out", default=None, help="JSON report (a file, or a folder for --smoke)")
@@ -243,8 +276,30 @@ def main(argv=None) -> int:
             import torch
 
             device = "gpu" if torch.cuda.is_available() else "cpu"
-        print(json.dumps({"first_step_seconds": first, "seconds_per_step": per_step, "device": device}))
+        from jaxdl.runtime import allocator_in_use
+
+        print(json.dumps({"first_step_seconds": first, "seconds_per_step": per_step, "device": device,
+                          "allocator": allocator_in_use()}))
         return 0
+
+    from jaxdl import runtime
+
+    if args.allocators is None:
+        allocators = [None] if args.isolation == "in-process" else \
+            ["tcmalloc" if (os.environ.get(runtime.ENV_LIBRARY) or runtime.find_tcmalloc()) else "system"]
+    else:
+        allocators = [a.strip() for a in args.allocators.split(",") if a.strip()]
+        bad = [a for a in allocators if a not in ALLOCATORS]
+        if bad or not allocators or len(set(allocators)) != len(allocators):
+            parser.error(f"--allocators: {', '.join(bad) or 'empty or repeated'}; choose from {', '.join(ALLOCATORS)}")
+        if args.isolation == "in-process":
+            parser.error("--allocators needs --isolation process: an allocator is chosen when a process starts "
+                         "(start this one with LD_PRELOAD to time in-process under another)")
+        try:
+            for a in allocators:
+                worker_env(a)
+        except ValueError as err:
+            parser.error(str(err))
 
     # With --isolation process this process only starts the workers: it must not start JAX's
     # backend (on a GPU that would claim most of its memory before any worker runs).
@@ -266,6 +321,7 @@ def main(argv=None) -> int:
 
     cfg["isolation"] = args.isolation
     cfg["warmup_steps"] = WARMUP_STEPS
+    cfg["allocators"] = [runtime.allocator_in_use()] if allocators == [None] else allocators
     report = {"config": cfg, "variants": keys, "jax": jax.__version__, "torch": getattr(torch, "__version__", None),
               "device": jax.devices()[0].platform if args.isolation == "in-process" else None,
               "cpu_count": os.cpu_count(), "cpu": cpu_description(),
@@ -275,38 +331,49 @@ def main(argv=None) -> int:
               "results": []}
     for name in cfg["models"]:
         first: dict[str, float] = {}
-        times: dict[str, list[float]] = {VARIANTS[k]: [] for k in keys}
+
+        def row_label(k: str, a: str | None) -> str:
+            return VARIANTS[k] + (f" [{a}]" if len(allocators) > 1 else "")
+
+        times: dict[str, list[float]] = {row_label(k, a): [] for k in keys for a in allocators}
+        used: dict[str, str] = {}
         if args.isolation == "in-process":
             runs = {k: make_variant(k, name, b, size, dtype, smoke) for k in keys}
             for k, run in runs.items():  # compile / warm up
                 first[VARIANTS[k]], _ = warm_and_time(run, 0)
+                used[VARIANTS[k]] = runtime.allocator_in_use()
         for _ in range(cfg["repeats"]):
             for k in keys:
-                if args.isolation == "process":
-                    try:
-                        f, per_step, report["device"] = run_worker(k, name, cfg)
-                    except RuntimeError as err:  # one line, not a traceback; nothing has been written yet
-                        print(f"error: {err}", file=sys.stderr)
-                        return 1
-                    first.setdefault(VARIANTS[k], f)
-                else:
-                    start = time.perf_counter()
-                    runs[k](cfg["steps"])
-                    per_step = (time.perf_counter() - start) / cfg["steps"]
-                times[VARIANTS[k]].append(per_step)
-        base = "torch eager" if "torch eager" in times else next(iter(times))
+                for a in allocators:
+                    if args.isolation == "process":
+                        try:
+                            f, per_step, report["device"], used[row_label(k, a)] = run_worker(k, name, cfg, a)
+                        except RuntimeError as err:  # one line, not a traceback; nothing has been written yet
+                            print(f"error: {err}", file=sys.stderr)
+                            return 1
+                        first.setdefault(row_label(k, a), f)
+                    else:
+                        start = time.perf_counter()
+                        runs[k](cfg["steps"])
+                        per_step = (time.perf_counter() - start) / cfg["steps"]
+                    times[row_label(k, a)].append(per_step)
+        # The baseline: torch eager as PyTorch runs by default (glibc malloc) when that row exists.
+        eager = [lab for lab in times if lab.startswith("torch eager") and "channels" not in lab]
+        base = next((lab for lab in eager if used[lab] == "system"), eager[0] if eager else next(iter(times)))
         base_ips = b / statistics.median(times[base])
         print(f"\n{name} {size}x{size} batch {b} {dtype} on {report['device']} ({os.cpu_count()} cores); "
               f"{cfg['repeats']} interleaved repeats x {cfg['steps']} steps, "
-              f"{'one process per repeat and variant' if args.isolation == 'process' else 'all in one process'}")
-        print(f"{'variant':<30} {'img/s (median)':>14} {'min..max':>15} {'first step s':>12} {'vs ' + base:>22}")
+              f"{'one process per repeat and variant' if args.isolation == 'process' else 'all in one process'}; "
+              f"allocator {', '.join(sorted(set(used.values())))}")
+        print(f"{'variant':<40} {'img/s (median)':>14} {'min..max':>15} {'first step s':>12} {'vs ' + base:>22}")
         for label, ts in times.items():
             ips = [b / t for t in ts]
             med = b / statistics.median(ts)
-            print(f"{label:<30} {med:>14.1f} {min(ips):>7.1f}..{max(ips):<7.1f} {first[label]:>12.1f} "
+            print(f"{label:<40} {med:>14.1f} {min(ips):>7.1f}..{max(ips):<7.1f} {first[label]:>12.1f} "
                   f"{med / base_ips:>21.2f}x")
             report["results"].append({"model": name, "variant": label, "images_per_second": med,
                                       "images_per_second_all": ips, "first_step_seconds": first[label],
+                                      "allocator": used[label], "baseline": base, "ratio_vs_baseline": med / base_ips,
                                       "ratio_vs_" + base.replace(" ", "_"): med / base_ips})
     if args.out:
         out = Path(args.out)

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console_main", "build_parser"]
 
 USAGE_ERROR, TRAINING_ERROR = 2, 1
 
@@ -441,5 +441,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The installed ``jaxdl`` command and ``python -m jaxdl``: first re-executes itself with a
+    faster host allocator where that helps (jaxdl.runtime; ``JAXDL_ALLOCATOR=system`` keeps
+    glibc's), then runs :func:`main`. ``main`` itself never re-executes (it is called in-process
+    by tests and scripts)."""
+    from jaxdl.runtime import use_fast_allocator
+
+    try:
+        use_fast_allocator()
+    except ValueError as err:
+        print(f"jaxdl: error: {err}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -116,3 +116,28 @@ def test_side_by_side_worker_failure_is_one_clear_error():
     cfg = dict(module.smoke_config())
     with pytest.raises(RuntimeError, match=r"the nope worker failed \(exit 2\): .*unknown variant nope"):
         module.run_worker("nope", "resnet18", cfg)
+
+
+def test_side_by_side_runs_each_variant_under_each_allocator(tmp_path):
+    """--allocators tcmalloc,system: a row per variant and allocator, each recording the allocator its
+    worker really ran with (read from the worker's /proc/self/maps); bad choices are usage errors."""
+    import json
+    import os
+
+    from jaxdl import runtime
+
+    module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
+    if runtime.find_tcmalloc() is None and not os.environ.get("CI"):  # CI installs it (.ci/run)
+        pytest.skip("tcmalloc not installed (apt-get install libtcmalloc-minimal4)")
+    out = tmp_path / "sbs.json"
+    assert module.main(["--smoke", "--variants", "jaxdl-stock", "--allocators", "tcmalloc,system",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["allocators"] == ["tcmalloc", "system"]
+    rows = {r["variant"]: r["allocator"] for r in report["results"]}
+    assert rows == {"jaxdl (stock flax Conv) [tcmalloc]": "tcmalloc", "jaxdl (stock flax Conv) [system]": "system"}
+    for bad in (["--allocators", "jemalloc"], ["--allocators", "system,system"],
+                ["--allocators", "system", "--isolation", "in-process"]):
+        with pytest.raises(SystemExit) as err:
+            module.main(["--smoke", "--variants", "jaxdl-stock", *bad])
+        assert err.value.code == 2

@@ -234,9 +234,11 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
 
 def speed_switches() -> dict[str, str]:
     """The environment switches that change CPU speed, as a benchmark JSON records them (unset conv
-    switches mean on)."""
+    switches mean on) and the host allocator this process runs with (jaxdl.runtime)."""
+    from jaxdl.runtime import allocator_in_use
+
     return {"fast_conv": os.environ.get("JAXDL_FAST_CONV", "1"), "winograd": os.environ.get("JAXDL_WINOGRAD", "1"),
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "allocator": allocator_in_use()}
 
 
 def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Sequence[str] = ("float32",),
