@@ -127,7 +127,7 @@ def test_side_by_side_runs_each_variant_under_each_allocator(tmp_path):
     from jaxdl import runtime
 
     module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
-    if runtime.find_tcmalloc() is None and not os.environ.get("CI"):  # CI installs it (.ci/run)
+    if runtime.find_tcmalloc() is None and not os.environ.get("JAXDL_EXPECT_TCMALLOC"):  # set by .ci/run
         pytest.skip("tcmalloc not installed (apt-get install libtcmalloc-minimal4)")
     out = tmp_path / "sbs.json"
     assert module.main(["--smoke", "--variants", "jaxdl-stock", "--allocators", "tcmalloc,system",
