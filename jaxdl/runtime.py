@@ -4,11 +4,13 @@ Why: a jitted train step on CPU asks the allocator for one large temporary buffe
 execution (738 MiB for a CIFAR ResNet-18 at batch 64). glibc's malloc serves every block
 over 32 MiB with a fresh ``mmap`` and returns it with ``munmap`` when the step ends, so
 each step faults its whole working set in again (about 200,000 minor page faults and
-0.5-0.8 s of kernel time per step on a 2-core Zen 3 host). glibc cannot be told to keep
-such blocks (its mmap threshold is capped at 32 MiB on 64-bit, and non-main arenas mmap
-them regardless of ``M_MMAP_MAX``); tcmalloc keeps freed spans and reuses them: the faults
-and the kernel time go, and the step was 1.0-1.5x faster in alternated runs (median about
-1.1x; docs/performance.md, "Host allocator").
+0.5-0.8 s of kernel time per step on a 2-core Zen 3 host). glibc cannot be told at run
+time to keep such blocks (its mmap threshold is capped at 32 MiB on 64-bit, and non-main
+arenas mmap them regardless of ``M_MMAP_MAX``); only environment settings made before the
+process starts (``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0``) do, at up to 65% more resident
+memory. tcmalloc keeps freed spans and reuses them: the faults and the kernel time go, and
+the step was 1.0-1.5x faster in alternated runs (median about 1.1x; docs/performance.md,
+"Host allocator").
 
 An allocator must be chosen before the process starts, so :func:`use_fast_allocator`
 re-executes the current command once with ``LD_PRELOAD`` naming tcmalloc. The ``jaxdl``
