@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--remat", action="store_true", default=None, help="rematerialise activations (jax.checkpoint)")
     t.add_argument("--data-on-device", action="store_true", default=None,
                    help="keep the training set in device memory and gather batches there")
+    t.add_argument("--target-accuracy", type=_positive_float, default=None, metavar="FRACTION",
+                   help="time to accuracy: record when --target-metric first reaches this (e.g. 0.94) in summary.json")
+    t.add_argument("--target-metric", default=None, choices=("test_accuracy", "val_accuracy"),
+                   help="the accuracy --target-accuracy watches (default test_accuracy)")
+    t.add_argument("--stop-at-target", action="store_true", default=None,
+                   help="end the run after the epoch that reaches --target-accuracy")
     t.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port (or JAXDL_COORDINATOR)")
     t.add_argument("--num-processes", type=_positive_int, default=None, help="multi-host: JAXDL_NUM_PROCESSES")
     t.add_argument("--process-id", type=int, default=None, help="multi-host: JAXDL_PROCESS_ID")
@@ -210,7 +216,8 @@ _TRAIN_FLAGS = {  # CLI flag attribute -> TrainConfig field
     "train_limit": "train_limit", "test_limit": "test_limit", "input_size": "input_size", "steps_per_epoch": "steps_per_epoch", "seed": "seed",
     "keep_checkpoints": "keep_checkpoints", "model_options": "model_options",
     "schedule_options": "schedule_options", "parallel": "parallel", "devices": "devices", "precision": "precision",
-    "remat": "remat", "data_on_device": "data_on_device",
+    "remat": "remat", "data_on_device": "data_on_device", "target_accuracy": "target_accuracy",
+    "target_metric": "target_metric", "stop_at_target": "stop_at_target",
 }
 
 

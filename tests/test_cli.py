@@ -31,6 +31,8 @@ def run(capsys, *argv):
     (["train", "--augment", "rotate"], "flip"),
     (["train", "--model-options", "activation=swish", "--model", "mlp", "--epochs", "1"], "relu"),
     (["train", "--resume", "/nonexistent/run"], "does not exist"),
+    (["train", "--target-accuracy", "94"], "give 0.94"),
+    (["train", "--stop-at-target"], "needs a target accuracy"),
     (["summary", "resnet-50"], "resnet50"),
     (["frobnicate"], "invalid choice"),
 ])

@@ -57,6 +57,12 @@ class TrainConfig:
     precision: str = "float32"        # float32 | bfloat16 | float16 (compute dtype; params stay float32)
     remat: bool = False               # jax.checkpoint each step's forward (less memory, more compute)
     data_on_device: bool = False      # keep the training set on device, gather batches there
+    # Time to accuracy (docs/performance.md): the first epoch whose ``target_metric`` reaches
+    # ``target_accuracy`` (a fraction) is recorded in summary.json with the time it took;
+    # ``stop_at_target`` ends the run there.
+    target_accuracy: float | None = None
+    target_metric: str = "test_accuracy"  # test_accuracy | val_accuracy
+    stop_at_target: bool = False
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     schedule_options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,6 +92,16 @@ class TrainConfig:
             (self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}"),
             (self.precision in ("float32", "bfloat16", "float16"),
              f"precision must be one of float32, bfloat16, float16; got {self.precision!r}"),
+            (self.target_accuracy is None or 0.0 < self.target_accuracy <= 1.0,
+             f"target accuracy must be a fraction in (0, 1], got {self.target_accuracy}"
+             + (f"; for {self.target_accuracy:g}% give {self.target_accuracy / 100:g}"
+                if self.target_accuracy is not None and 1.0 < self.target_accuracy <= 100.0 else "")),
+            (self.target_metric in ("test_accuracy", "val_accuracy"),
+             f"target metric must be test_accuracy or val_accuracy, got {self.target_metric!r}"),
+            (self.target_metric != "val_accuracy" or self.val_fraction > 0,
+             "target metric val_accuracy needs a validation split: give a validation fraction (--val-fraction 0.1)"),
+            (not self.stop_at_target or self.target_accuracy is not None,
+             "stop at target needs a target accuracy (--target-accuracy 0.94)"),
             (self.resize in ("auto", "pad", "resize", "none"),
              f"resize must be one of auto, pad, resize, none; got {self.resize!r}"),
         ]

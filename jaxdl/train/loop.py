@@ -3,7 +3,7 @@
 A run directory holds::
 
     config.json      the TrainConfig (the run can be rebuilt from it)
-    metrics.jsonl    one line per finished epoch
+    metrics.jsonl    one line per finished epoch (with the run's cumulative times, see TIMING_KEYS)
     summary.json     final figures (model, dataset, num_params, accuracies, speed, versions)
     curves.png       loss / accuracy / learning-rate curves
     confusion.png    test confusion matrix
@@ -52,7 +52,17 @@ from jaxdl.train.parallel import (DataParallel, broadcast_from_primary, broadcas
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.train.steps import eval_step, predict_step, train_step
 
-__all__ = ["fit", "prepare_images", "Experiment", "build_experiment"]
+__all__ = ["fit", "prepare_images", "Experiment", "build_experiment", "TIMING_KEYS"]
+
+# The per-epoch figures of metrics.jsonl that are measured times (they differ between two runs
+# that compute the same thing):
+#   epoch_seconds          this epoch: training, then evaluation
+#   images_per_second      this epoch's training throughput after its first step
+#   elapsed_train_seconds  the run so far: training only (the first epoch includes compilation)
+#   elapsed_seconds        the run so far: training and evaluation (the time-to-accuracy clock)
+# Both elapsed clocks continue across ``resume``; start-up (data loading, initialization) and
+# checkpoint writing are not counted.
+TIMING_KEYS = ("epoch_seconds", "images_per_second", "elapsed_train_seconds", "elapsed_seconds")
 
 
 def prepare_images(key: jax.Array, images: jax.Array, train: bool, *, target_hw: tuple[int, int] | None,
@@ -359,6 +369,29 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
+def _target_epoch(history: list[dict[str, Any]], config: TrainConfig) -> int | None:
+    """The first epoch whose ``config.target_metric`` reached ``config.target_accuracy`` (None: not yet)."""
+    if config.target_accuracy is None:
+        return None
+    return next((row["epoch"] for row in history if row[config.target_metric] >= config.target_accuracy), None)
+
+
+def _target_summary(history: list[dict[str, Any]], config: TrainConfig) -> dict[str, Any]:
+    if config.target_accuracy is None:
+        return {}
+    epoch = _target_epoch(history, config)
+    row = history[epoch - 1] if epoch is not None else None
+    return {
+        "target_accuracy": config.target_accuracy,
+        "target_metric": config.target_metric,
+        "target_reached": epoch is not None,
+        "target_epoch": epoch,
+        "target_step": row["step"] if row else None,
+        "time_to_target_seconds": row["elapsed_seconds"] if row else None,
+        "time_to_target_train_seconds": row["elapsed_train_seconds"] if row else None,
+    }
+
+
 def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
         progress: bool | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into the run folder ``out`` and return the summary dict.
@@ -371,6 +404,12 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
       log: where epoch lines go (default: print to stdout). Multi-process: process 0 only logs,
         shows the bar and writes ``out``; every process returns the summary (the same figures;
         the timings are each process's own).
+
+    Time to accuracy: with ``config.target_accuracy`` the summary records the first epoch whose
+    ``config.target_metric`` reached it (``target_epoch``, ``target_step``) and the run's clocks
+    at the end of that epoch (``time_to_target_seconds``: training and evaluation so far;
+    ``time_to_target_train_seconds``: training only, compilation included); accuracy is checked
+    at epoch ends. ``config.stop_at_target`` ends the run after that epoch (also on resume).
     Raises:
       NonFiniteLossError: the loss became NaN/inf; checkpoints of earlier epochs are intact.
     """
@@ -391,7 +430,7 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints) if primary else None
 
     history: list[dict[str, Any]] = []
-    start_epoch, train_seconds = 0, 0.0
+    start_epoch, train_seconds, elapsed_seconds = 0, 0.0, 0.0
     if resume:
         restored = []
 
@@ -410,6 +449,8 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
                 tree = broadcast_from_primary(state.checkpoint_tree())
                 state = state.replace(**jax.tree_util.tree_map(jnp.asarray, tree))
             history, start_epoch, train_seconds = list(meta["history"]), int(meta["epoch"]), float(meta["train_seconds"])
+            # runs checkpointed before the elapsed clock existed: their epochs' own times add up to it
+            elapsed_seconds = float(meta.get("elapsed_seconds", sum(r["epoch_seconds"] for r in history)))
             log(f"resumed {out} after epoch {start_epoch} (step {int(state.step)})")
     dp = exp.parallel
     state = dp.put_state(state) if dp.mode != "none" else state
@@ -417,9 +458,15 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
         write_jsonl_atomic(out / "metrics.jsonl", history)  # drops lines of an epoch that was not checkpointed
     best = max((row["test_accuracy"] for row in history), default=-1.0)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and primary
+    target_epoch = _target_epoch(history, config)
+    if config.stop_at_target and target_epoch is not None:
+        log(f"{config.target_metric} reached the target {config.target_accuracy:.2%} in epoch {target_epoch}; "
+            f"not training further (stop at target)")
 
     try:
         for epoch in range(start_epoch, config.epochs):
+            if config.stop_at_target and target_epoch is not None:
+                break
             epoch_start = time.perf_counter()
             if config.data_on_device:
                 batches = exp.device_batches(epoch)
@@ -470,15 +517,24 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
             row["epoch_seconds"] = time.perf_counter() - epoch_start
             row["images_per_second"] = ips
             train_seconds += epoch_train_time
+            elapsed_seconds += row["epoch_seconds"]
+            row["elapsed_train_seconds"] = train_seconds
+            row["elapsed_seconds"] = elapsed_seconds
             history.append(row)
             is_best = row["test_accuracy"] > best
             best = max(best, row["test_accuracy"])
             meta = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds,
-                    "config": config.to_dict()}
+                    "elapsed_seconds": elapsed_seconds, "config": config.to_dict()}
             if primary:
                 checkpoints.save(epoch + 1, host, meta, is_best=is_best)
                 write_jsonl_atomic(out / "metrics.jsonl", history)
-            log(_epoch_line(row, config.epochs))
+            line = _epoch_line(row, config.epochs)
+            if target_epoch is None and config.target_accuracy is not None:
+                target_epoch = _target_epoch(history, config)
+                if target_epoch is not None:
+                    line += (f" | target {config.target_accuracy:.2%} reached after {elapsed_seconds:.1f} s"
+                             + (" (stopping)" if config.stop_at_target else ""))
+            log(line)
     finally:
         if checkpoints is not None:
             checkpoints.close()
@@ -488,8 +544,13 @@ def fit(config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, ov
     if primary:
         write_json_atomic(out / "summary.json", summary)
         _plots(out, exp, host, history)
+    target = ""
+    if config.target_accuracy is not None:
+        target = (f"; target {config.target_accuracy:.2%} reached in epoch {summary['target_epoch']} after "
+                  f"{summary['time_to_target_seconds']:.1f} s" if summary["target_reached"]
+                  else f"; target {config.target_accuracy:.2%} not reached")
     log(f"test accuracy {summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}); "
-        f"{summary['images_per_second']:.0f} img/s; outputs in {out}")
+        f"{summary['images_per_second']:.0f} img/s{target}; outputs in {out}")
     return summary
 
 
@@ -527,7 +588,9 @@ def _summary(config, exp, state, history, num_params, train_seconds) -> dict[str
         "best_epoch": max(history, key=lambda r: r["test_accuracy"])["epoch"],
         "train_accuracy": last["train_accuracy"],
         "train_seconds": train_seconds,
+        "elapsed_seconds": last.get("elapsed_seconds", sum(r["epoch_seconds"] for r in history)),
         "images_per_second": statistics.median(r["images_per_second"] for r in history),
+        **_target_summary(history, config),
         "jax_version": jax.__version__,
         "flax_version": flax.__version__,
         "optax_version": optax.__version__,

@@ -13,9 +13,10 @@ import pytest
 from jaxdl.errors import ConfigError, NonFiniteLossError, ResumeError
 from jaxdl.train import RunCheckpoints, TrainConfig, fit
 from jaxdl.train.io import read_jsonl
+from jaxdl.train.loop import TIMING_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMING = {"epoch_seconds", "images_per_second"}
+TIMING = set(TIMING_KEYS)
 
 SMALL = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=32, train_limit=256,
                     steps_per_epoch=4, optimizer="adam", learning_rate=1e-3, eval_batch_size=256)
@@ -126,3 +127,98 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     assert RunCheckpoints(out).latest_epoch() == 1
     assert len(read_jsonl(out / "metrics.jsonl")) == 1
     assert not (out / "summary.json").exists()
+
+
+# --- time to accuracy -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference_five_epochs(tmp_path_factory):
+    """5 epochs with an unreachable target (1.0): the rows every target run must reproduce."""
+    import dataclasses
+
+    out = tmp_path_factory.mktemp("target") / "reference"
+    config = dataclasses.replace(SMALL, epochs=5, target_accuracy=1.0)
+    summary = fit(config, out, progress=False, log=lambda s: None)
+    rows = read_jsonl(out / "metrics.jsonl")
+    accuracies = [r["test_accuracy"] for r in rows]
+    # the first epoch after the first that beats every earlier one: a target only it reaches first
+    later = [j for j in range(2, 6) if accuracies[j - 1] > max(accuracies[:j - 1])]
+    assert later, f"test accuracy never improved after epoch 1: {accuracies}"
+    return config, summary, rows, later[0]
+
+
+def test_elapsed_clocks_and_unreached_target(reference_five_epochs):
+    _, summary, rows, _ = reference_five_epochs
+    assert max(r["test_accuracy"] for r in rows) < 1.0
+    assert summary["epochs"] == 5 and summary["target_accuracy"] == 1.0
+    assert summary["target_reached"] is False and summary["target_epoch"] is None
+    assert summary["time_to_target_seconds"] is None and summary["time_to_target_train_seconds"] is None
+    total = 0.0
+    for row in rows:
+        total += row["epoch_seconds"]
+        assert row["elapsed_seconds"] == pytest.approx(total)
+        assert 0 < row["elapsed_train_seconds"] <= row["elapsed_seconds"]
+    assert summary["elapsed_seconds"] == rows[-1]["elapsed_seconds"]
+    assert summary["train_seconds"] == pytest.approx(rows[-1]["elapsed_train_seconds"])
+
+
+def test_stop_at_target_ends_after_the_first_epoch_reaching_it(reference_five_epochs, tmp_path):
+    import dataclasses
+
+    config, _, ref, j = reference_five_epochs
+    target = ref[j - 1]["test_accuracy"]
+    out = tmp_path / "stop"
+    lines: list[str] = []
+    summary = fit(dataclasses.replace(config, target_accuracy=target, stop_at_target=True), out,
+                  progress=False, log=lines.append)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert strip_timing(rows) == strip_timing(ref[:j])
+    assert summary["epochs"] == j and RunCheckpoints(out).latest_epoch() == j
+    assert summary["target_reached"] is True and summary["target_epoch"] == j
+    assert summary["target_step"] == rows[-1]["step"] == j * SMALL.steps_per_epoch
+    assert summary["time_to_target_seconds"] == rows[-1]["elapsed_seconds"]
+    assert summary["time_to_target_train_seconds"] == rows[-1]["elapsed_train_seconds"]
+    assert json.loads((out / "summary.json").read_text())["target_epoch"] == j
+    assert "reached" in lines[j - 1] and "(stopping)" in lines[j - 1]
+    assert all("reached" not in line for line in lines[:j - 1])
+
+    # resuming a run that stopped at its target trains nothing more, even with more epochs
+    lines.clear()
+    again = fit(dataclasses.replace(config, epochs=8), out, resume=True, progress=False, log=lines.append)
+    assert len(read_jsonl(out / "metrics.jsonl")) == j and again["target_epoch"] == j
+    assert any("not training further" in line for line in lines)
+
+    # without stop_at_target the run goes on, and the summary still names the first epoch at the target
+    go_on = fit(dataclasses.replace(config, target_accuracy=target), tmp_path / "go_on", progress=False,
+                log=lambda s: None)
+    assert go_on["epochs"] == 5 and go_on["target_epoch"] == j
+
+
+def test_time_to_target_clock_continues_across_resume(reference_five_epochs, tmp_path):
+    import dataclasses
+
+    config, _, ref, j = reference_five_epochs
+    target = ref[j - 1]["test_accuracy"]
+    run = dataclasses.replace(config, target_accuracy=target, stop_at_target=True)
+    out = tmp_path / "split"
+    first = fit(dataclasses.replace(run, epochs=j - 1), out, progress=False, log=lambda s: None)
+    assert first["target_reached"] is False
+    before = read_jsonl(out / "metrics.jsonl")[-1]["elapsed_seconds"]
+    summary = fit(run, out, resume=True, progress=False, log=lambda s: None)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert strip_timing(rows) == strip_timing(ref[:j]) and summary["target_epoch"] == j
+    assert rows[-1]["elapsed_seconds"] == pytest.approx(before + rows[-1]["epoch_seconds"])
+    assert summary["time_to_target_seconds"] == rows[-1]["elapsed_seconds"] > before
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"target_accuracy": 94}, "give 0.94"),
+    ({"target_accuracy": 0.0}, "fraction in (0, 1]"),
+    ({"stop_at_target": True}, "needs a target accuracy"),
+    ({"target_accuracy": 0.9, "target_metric": "val_accuracy"}, "validation split"),
+    ({"target_accuracy": 0.9, "target_metric": "train_loss"}, "test_accuracy or val_accuracy"),
+])
+def test_target_config_errors(fields, message):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**fields)
+    assert message in str(info.value)
