@@ -72,3 +72,23 @@ def test_cpu_description_reads_generation_and_isa(tmp_path):
     info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n")
     assert cpu_description(str(info))["isa"] == ["avx", "avx2", "fma"]
     assert set(cpu_description(str(tmp_path / "missing"))) == {"model_name"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--modles", "resnet20"], "unrecognized arguments: --modles"),   # a typo is not silently ignored
+    (["--models", "resnet2000", "--steps", "1"], "unknown model 'resnet2000'"),
+    (["--smoke", "--dtypes", "float8"], "'float8' is not one of"),
+    (["--smoke", "--steps", "0"], "expected a number >= 1"),
+])
+def test_benchmark_script_bad_input_is_one_line_exit_2(argv, message):
+    """experiments/benchmark.py: bad input is one line on stderr and exit code 2, no traceback, nothing run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "benchmark.py"
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "JAXDL_ALLOCATOR": "system"})
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "img/s" not in done.stdout
