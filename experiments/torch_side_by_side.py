@@ -10,7 +10,7 @@ Result: see docs/performance.md (measured ratios, device, date).
 Variants: jaxdl (``jaxdl.nn.Conv``: Winograd F(m x m, 3 x 3) for 3x3 stride-1 convs and the custom-VJP
 conv for the rest), jaxdl without the Winograd path, jaxdl with stock ``flax.linen.Conv``
 (``conv=nn.Conv``), PyTorch eager (NCHW), eager channels_last, ``torch.compile`` (channels_last),
-and on GPU ``torch.autocast`` (AMP) for half precision. Every variant takes SGD+momentum steps on
+and ``torch.autocast`` (AMP, on CPU too) for half precision. Every variant takes SGD+momentum steps on
 one fixed random batch (data loading excluded); they run interleaved, ``--repeats`` times, so a
 load change on a shared machine hits all of them; the median seconds per step is reported.
 By default every repeat of every variant runs in a fresh Python process (``--isolation process``):
@@ -96,6 +96,18 @@ def jaxdl_step(name: str, batch: int, size: int, dtype: str, conv: str, smoke: b
     return run_steps
 
 
+def torch_precision(dtype: str) -> tuple[bool, str, bool]:
+    """(autocast on, autocast dtype name, loss scaler on) for ``--dtype``, on every device.
+
+    Half precision is autocast (AMP) on CPU as on GPU, so torch computes in the dtype jaxdl does
+    (jaxdl's bfloat16 is bfloat16 compute on CPU too; a float32 torch row beside it would compare
+    different arithmetic). float16 takes a loss scaler, as jaxdl's dynamic loss scale.
+    """
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"--dtype must be float32, bfloat16 or float16; got {dtype!r}")
+    return dtype != "float32", ("float32" if dtype == "float32" else dtype), dtype == "float16"
+
+
 def torch_step(name: str, batch: int, size: int, dtype: str, channels_last: bool, compile_: bool,
                smoke: bool) -> Callable[[int], None]:
     import torch
@@ -117,9 +129,9 @@ def torch_step(name: str, batch: int, size: int, dtype: str, channels_last: bool
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=gen).to(device).to(memory_format=memory_format)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    amp = dtype != "float32" and device == "cuda"
-    amp_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if amp and dtype == "float16" else None
+    amp, amp_dtype, scaled = torch_precision(dtype)
+    amp_dtype = getattr(torch, amp_dtype)
+    scaler = torch.amp.GradScaler(device) if scaled else None
 
     def step():
         opt.zero_grad(set_to_none=True)

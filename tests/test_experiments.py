@@ -141,3 +141,15 @@ def test_side_by_side_runs_each_variant_under_each_allocator(tmp_path):
         with pytest.raises(SystemExit) as err:
             module.main(["--smoke", "--variants", "jaxdl-stock", *bad])
         assert err.value.code == 2
+
+
+def test_side_by_side_torch_half_precision_is_autocast_on_every_device():
+    """--dtype bfloat16 / float16: torch autocasts (on CPU too), so it computes in jaxdl's dtype."""
+    module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
+    assert module.torch_precision("float32") == (False, "float32", False)
+    assert module.torch_precision("bfloat16") == (True, "bfloat16", False)
+    assert module.torch_precision("float16") == (True, "float16", True)
+    with pytest.raises(ValueError, match="float8"):
+        module.torch_precision("float8")
+    if importlib.util.find_spec("torch") is not None:  # a real half-precision step runs on this device
+        module.torch_step("resnet18", 2, 16, "bfloat16", False, False, True)(1)
