@@ -260,17 +260,21 @@ def _validate_names(config) -> None:
         data.make_augment(config.augment)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from jaxdl.train.parallel import initialize_distributed
+def _distributed(run):
+    """A training command that joins a multi-host run first when --coordinator / JAXDL_COORDINATOR say so
+    (``train`` and ``finetune`` take the same multi-host flags)."""
+    def command(args: argparse.Namespace) -> int:
+        from jaxdl.train.parallel import initialize_distributed
 
-    joined = initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without one
-    try:
-        return _train_or_resume(args)
-    finally:
-        if joined:  # all processes leave together (process 0 may still be writing plots)
-            import jax
+        joined = initialize_distributed(args.coordinator, args.num_processes, args.process_id)  # no-op without one
+        try:
+            return run(args)
+        finally:
+            if joined:  # all processes leave together (process 0 may still be writing plots)
+                import jax
 
-            jax.distributed.shutdown()
+                jax.distributed.shutdown()
+    return command
 
 
 def _train_or_resume(args: argparse.Namespace) -> int:
@@ -299,7 +303,7 @@ def _train_or_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_finetune(args: argparse.Namespace) -> int:
+def _finetune(args: argparse.Namespace) -> int:
     import dataclasses
 
     from jaxdl.train import fit
@@ -319,6 +323,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     progress = True if args.progress else (False if args.no_progress else None)
     fit(config, out, overwrite=args.overwrite, progress=progress)
     return 0
+
+
+_cmd_train = _distributed(_train_or_resume)
+_cmd_finetune = _distributed(_finetune)
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ def run(capsys, *argv):
     (["train", "--resume", "/nonexistent/run"], "does not exist"),
     (["train", "--target-accuracy", "94"], "give 0.94"),
     (["train", "--stop-at-target"], "needs a target accuracy"),
+    # finetune joins multi-host runs as train does: its multi-host flags are read, not ignored
+    (["finetune", "--model", "lenet5", "--dataset", "digits", "--init", "/nonexistent/w.safetensors",
+      "--coordinator", "127.0.0.1:12345", "--num-processes", "2", "--process-id", "5"], "process id must be in [0, 2)"),
     (["summary", "resnet-50"], "resnet50"),
     (["frobnicate"], "invalid choice"),
 ])

@@ -117,9 +117,7 @@ class Experiment:
         """``--data-on-device``: the training set lives in device memory (uploaded once); each step
         gathers its batch there from the epoch's index order (same order as the host loader)."""
         dp, config = self.parallel, self.config
-        if dp.mode == "pmap" or jax.process_count() > 1:
-            raise ConfigError("--data-on-device works with --parallel none or jit on one host; "
-                              "drop it or use --parallel jit")
+        _check_parallel_setup(config, dp.mode)
         if getattr(self, "_device_data", None) is None:
             from jax.sharding import NamedSharding, PartitionSpec
 
@@ -249,6 +247,7 @@ def build_experiment(config: TrainConfig) -> Experiment:
     mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     parallel = make_data_parallel(config.parallel, config.devices)  # before the model: pmap BN needs its axis
+    _check_parallel_setup(config, parallel.mode)  # refused here, before fit writes the run folder
     speed = {}
     if config.precision != "float32":  # compute dtype; every family keeps float32 params
         speed["dtype"] = {"bfloat16": jnp.bfloat16, "float16": jnp.float16}[config.precision]
@@ -291,6 +290,17 @@ def build_experiment(config: TrainConfig) -> Experiment:
                                 augment=augment)
     return Experiment(config, train_set, val_set, test_set, model, model_info, input_shape, mean, std,
                       steps_per_epoch, tx, loss_fn, prepare, parallel)
+
+
+def _check_parallel_setup(config: TrainConfig, mode: str) -> None:
+    """Refuse what the data path cannot do on this many processes, before anything runs or is written."""
+    if config.data_on_device and (mode == "pmap" or jax.process_count() > 1):
+        raise ConfigError("--data-on-device works with --parallel none or jit on one host; "
+                          "drop it or use --parallel jit")
+    count = jax.process_count()
+    if config.batch_size % count:
+        raise ConfigError(f"the global batch size {config.batch_size} must be divisible by the {count} processes "
+                          f"(each reads an equal shard); use --batch-size {count * max(1, config.batch_size // count)}")
 
 
 def _select_classes(dataset, classes: tuple[int, ...]):

@@ -116,3 +116,11 @@ def test_data_on_device_sees_the_same_batches(tmp_path):
     for a, b in zip(*rows):
         for key in ("train_loss", "train_accuracy", "test_loss"):
             assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_data_on_device_with_pmap_is_refused_before_the_run_folder_is_written(tmp_path):
+    """The refusal comes from build_experiment, so a failed start leaves no folder (no --overwrite needed)."""
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="--data-on-device works with --parallel none or jit"):
+        fit(TrainConfig(**BASE, data_on_device=True, parallel="pmap"), out, progress=False, log=lambda s: None)
+    assert not out.exists()
