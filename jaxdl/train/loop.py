@@ -68,10 +68,14 @@ TIMING_KEYS = ("epoch_seconds", "images_per_second", "elapsed_train_seconds", "e
 def prepare_images(key: jax.Array, images: jax.Array, train: bool, *, target_hw: tuple[int, int] | None,
                    resize: str, mean: tuple[float, ...], std: tuple[float, ...],
                    augment: Callable[[jax.Array, jax.Array], jax.Array] | None) -> jax.Array:
-    """uint8 images -> normalised float32 model input, augmented in training. Runs on device."""
+    """uint8 images -> normalised float32 model input, augmented in training. Runs on device.
+
+    ``key``: in training one key per example (``[N]`` keys, :func:`jaxdl.train.steps.example_keys`),
+    so each image's augmentation depends on its own key only; unused in evaluation.
+    """
     x = jdata.to_model_input(images, target_hw, mode=resize)
     if train and augment is not None:
-        x = augment(key, x)
+        x = jax.vmap(lambda k, image: augment(k, image[None])[0])(key, x)
     return jdata.normalize(x, mean, std)
 
 

@@ -4,7 +4,8 @@
     state, metrics = step(state, batch)
 
 ``batch`` is ``{"image": <u8|f32>[N, H, W, C], "label": <i32>[N]}`` (eval batches may add
-``"mask": <f32>[N]`` to ignore padding). ``prepare(key, images, train)`` turns raw images into
+``"mask": <f32>[N]`` to ignore padding). ``prepare(keys, images, train)`` (keys: one per example in
+training, see ``example_keys``) turns raw images into
 model input on device (uint8 -> float, resize, augmentation, normalisation); ``None`` feeds the
 images as they are.
 
@@ -27,7 +28,7 @@ from jaxdl.train.losses import LossFn
 from jaxdl.train.metrics import classification_sums
 from jaxdl.train.state import TrainState
 
-__all__ = ["train_step", "eval_step", "predict_step", "step_keys"]
+__all__ = ["train_step", "eval_step", "predict_step", "step_keys", "example_keys"]
 
 Prepare = Callable[[jax.Array, jax.Array, bool], jax.Array]
 # (logits, labels, per_example_loss[, mask]) -> dict of metric sums for the batch.
@@ -38,6 +39,11 @@ def step_keys(state: TrainState) -> tuple[jax.Array, jax.Array]:
     """(augmentation key, dropout key) for the current step: a pure function of (rng, step)."""
     key = jax.random.fold_in(state.rng, state.step)
     return jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+
+
+def example_keys(key: jax.Array, position: jax.Array) -> jax.Array:
+    """One key per example: ``fold_in(key, position[i])``. position: <i32>[N] -> keys [N, ...]."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(position)
 
 
 def _aux_loss(aux: Any, labels: jax.Array, loss_fn: LossFn, mean: Callable[[jax.Array], jax.Array]) -> jax.Array:
@@ -61,7 +67,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossF
     device's shard) the loss is the global masked mean -- each device divides its sum by the
     ``psum`` of the counts and gradients are ``psum``-ed -- so the step equals one step on the
     global batch even when devices hold different numbers of real examples; metrics are summed
-    over devices. Dropout and augmentation keys are folded with the device index.
+    over devices. ``prepare`` gets one augmentation key per example (:func:`example_keys` of its
+    position in the global batch: the augmentation does not depend on how the batch is split,
+    so jit over a Mesh and pmap augment alike); dropout keys are folded with the device index.
     ``metrics_fn(logits, labels, per_example_loss, mask)`` gives the sums (segmentation passes
     ``jaxdl.segmentation.segmentation_sums``: a confusion matrix).
 
@@ -70,10 +78,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossF
     optimizer state unchanged and halves the scale (metric ``loss_scale``).
     """
     aug_key, dropout_key = step_keys(state)
+    # Augmentation: one key per example, from its position in the global (padded) batch, so the
+    # augmented batch is the same whichever way it is split (jit over a Mesh, pmap, processes).
+    position = jnp.arange(batch["image"].shape[0])
     if axis_name is not None:
         device = jax.lax.axis_index(axis_name)
-        aug_key, dropout_key = jax.random.fold_in(aug_key, device), jax.random.fold_in(dropout_key, device)
-    images = batch["image"] if prepare is None else prepare(aug_key, batch["image"], True)
+        position = position + device * batch["image"].shape[0]  # pmap shards are equal-sized slabs
+        dropout_key = jax.random.fold_in(dropout_key, device)
+    images = batch["image"] if prepare is None else prepare(example_keys(aug_key, position), batch["image"], True)
     labels = batch["label"]
     mask = batch.get("mask")
     # One weight per example (labels may be per-pixel maps [N, H, W] for segmentation).

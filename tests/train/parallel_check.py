@@ -30,11 +30,21 @@ def max_diff(a, b) -> float:
     return max(leaves) if leaves else 0.0
 
 
-def run(name: str, overrides: dict, input_shape: tuple[int, ...], batch_size: int, steps: int = 2) -> dict:
+def run(name: str, overrides: dict, input_shape: tuple[int, ...], batch_size: int, steps: int = 2,
+        augment: bool = False) -> dict:
+    """``augment``: uint8 images through the trainer's preprocessing with random crops and flips."""
     rng = np.random.default_rng(0)
     tx = optim.optimizer("sgd", 0.1, momentum=0.9)
-    step = functools.partial(train_step, loss_fn=get_loss("cross_entropy"))
-    batches = [{"image": rng.normal(size=(batch_size, *input_shape)).astype(np.float32) * 2 + 0.5,
+    prepare = None
+    if augment:
+        from jaxdl.data import make_augment
+        from jaxdl.train.loop import prepare_images
+
+        prepare = functools.partial(prepare_images, target_hw=None, resize="none", mean=(0.5,) * input_shape[-1],
+                                    std=(0.25,) * input_shape[-1], augment=make_augment(["crop", "flip"], padding=2))
+    step = functools.partial(train_step, loss_fn=get_loss("cross_entropy"), prepare=prepare)
+    batches = [{"image": (rng.integers(0, 256, size=(batch_size, *input_shape)).astype(np.uint8) if augment
+                          else rng.normal(size=(batch_size, *input_shape)).astype(np.float32) * 2 + 0.5),
                 "label": rng.integers(0, 10, size=batch_size).astype(np.int32)} for _ in range(steps)]
     results = {}
     for mode in ("none", "jit", "pmap"):
@@ -50,11 +60,11 @@ def run(name: str, overrides: dict, input_shape: tuple[int, ...], batch_size: in
         results[mode] = {"params": host.params, "batch_stats": host.batch_stats, "metrics": sums,
                          "step": dp.step_of(state)}
     ref = results["none"]
-    out = {"model": name, "batch_size": batch_size, "steps": [results[m]["step"] for m in results]}
+    out = {"model": name, "batch_size": batch_size, "augment": augment, "steps": [results[m]["step"] for m in results]}
     for mode in ("jit", "pmap"):
         for part in ("params", "batch_stats", "metrics"):
             out[f"{mode}_{part}"] = max_diff(ref[part], results[mode][part])
-    for part in ("params", "batch_stats"):
+    for part in ("params", "batch_stats", "metrics"):
         out[f"jit_vs_pmap_{part}"] = max_diff(results["jit"][part], results["pmap"][part])
     # The step must have moved the state (a no-op step would "agree" trivially).
     out["update_size"] = max_diff(ref["params"], jax.device_get(
@@ -95,6 +105,11 @@ def main() -> None:
     cases = [
         ("mlp", {"hidden_sizes": (16,), "batch_norm": True}, (8, 8, 1), 20),   # uneven: 3,3,3,3,2,2,2,2
         ("resnet20", {"stage_sizes": (1, 1, 1), "width": 4}, (8, 8, 3), 12),  # conv + BN, uneven: 2,2,2,2,1,1,1,1
+        # random crops + flips: one key per example from its place in the global batch, so an even
+        # batch augments alike on one device, over a Mesh and under pmap ...
+        ("resnet20", {"stage_sizes": (1, 1, 1), "width": 4}, (8, 8, 3), 16, 2, True),
+        # ... and an uneven one alike under jit and pmap (both pad the same slots)
+        ("mlp", {"hidden_sizes": (16,), "batch_norm": True}, (8, 8, 1), 20, 2, True),
     ]
     for case in cases:
         print(json.dumps(run(*case)), flush=True)

@@ -39,7 +39,7 @@ def fake_device_results(tmp_path_factory):
 
 def test_one_step_on_8_devices_equals_one_device(fake_device_results):
     _, results = fake_device_results
-    steps = [r for r in results if "fit" not in r]
+    steps = [r for r in results if "fit" not in r and not r["augment"]]
     assert len(steps) == 2
     for r in steps:
         assert r["steps"] == [2, 2, 2]
@@ -51,6 +51,23 @@ def test_one_step_on_8_devices_equals_one_device(fake_device_results):
         assert r["jit_vs_pmap_params"] < 1e-5 and r["jit_vs_pmap_batch_stats"] < 1e-5, r
         # global batches of 20 and 12 over 8 devices: per-device batches differ (3 vs 2, 2 vs 1)
         assert r["batch_size"] % 8 != 0 and r["count"] == [float(r["batch_size"])] * 2
+
+
+def test_augmented_steps_agree_across_jit_and_pmap(fake_device_results):
+    """Random crops and flips key on each example's place in the global batch, not on the device:
+    jit over a Mesh and pmap train alike (and equal one device when the batch splits evenly)."""
+    _, results = fake_device_results
+    augmented = {r["batch_size"]: r for r in results if r.get("augment")}
+    assert sorted(augmented) == [16, 20]
+    for r in augmented.values():
+        assert r["steps"] == [2, 2, 2] and r["update_size"] > 1e-3, r
+        for part in ("params", "batch_stats"):
+            assert r[f"jit_vs_pmap_{part}"] < 1e-5, (part, r)
+        assert r["jit_vs_pmap_metrics"] < 1e-4, r
+    even = augmented[16]
+    for mode in ("jit", "pmap"):
+        assert even[f"{mode}_params"] < 1e-5 and even[f"{mode}_batch_stats"] < 1e-5, (mode, even)
+        assert even[f"{mode}_metrics"] < 1e-4, (mode, even)
 
 
 def test_fit_parallel_modes_agree_and_resume(fake_device_results):
