@@ -74,3 +74,35 @@ def test_fast_conv_layer_equals_flax_conv(kw):
     stock_jaxpr = str(jax.make_jaxpr(lambda p: FastConv(**kw, fast=False).apply(p, x))(params))
     fast_jaxpr = str(jax.make_jaxpr(lambda p: fast.apply(p, x))(params))
     assert "custom_vjp" in fast_jaxpr and "custom_vjp" not in stock_jaxpr
+
+
+@pytest.mark.parametrize("env, expect", [
+    ({}, {"custom_vjp": True, "winograd": True}),
+    ({"JAXDL_WINOGRAD": "0"}, {"custom_vjp": True, "winograd": False}),
+    ({"JAXDL_FAST_CONV": "off"}, {"custom_vjp": False, "winograd": False}),
+])
+def test_environment_switches_select_the_conv_path(env, expect):
+    """JAXDL_FAST_CONV=0 gives stock convs everywhere, JAXDL_WINOGRAD=0 only drops the Winograd path
+    (read when jaxdl.nn is imported, so each case is a fresh interpreter)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, jax, jax.numpy as jnp\n"
+        "from jaxdl.nn import fast_conv\n"
+        "def program(kernel):\n"
+        "    conv = fast_conv.FastConv(16, (kernel, kernel), strides=(2, 2) if kernel == 1 else (1, 1))\n"
+        "    x = jnp.ones((1, 16, 16, 16))\n"
+        "    v = conv.init(jax.random.key(0), x)\n"
+        "    return str(jax.make_jaxpr(jax.grad(lambda p: conv.apply(p, x).sum()))(v))\n"
+        "strided, three = program(1), program(3)\n"
+        # the custom VJP's kernel gradient is per-tap matmuls (stock: a conv); Winograd has no conv at all
+        "print(json.dumps({'custom_vjp': 'dot_general' in strided,\n"
+        "                  'winograd': 'conv_general_dilated' not in three and 'dot_general' in three}))\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("JAXDL_FAST_CONV", "JAXDL_WINOGRAD")}
+    done = subprocess.run([sys.executable, "-c", probe], env={**clean, "JAX_PLATFORMS": "cpu", **env},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expect
