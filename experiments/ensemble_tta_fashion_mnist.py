@@ -3,7 +3,8 @@
 AlexNet (Krizhevsky, Sutskever & Hinton 2012) averaged the predictions of 5 (7) CNNs (sec. 6) and
 of ten crops of each test image (sec. 4.1). Here K copies of LeNet-5, each from its own seed (its
 own initialisation and augmentation draws), train on the same batches as *one* ``vmap``-ed train step
-(``jaxdl.train.vectorized``), so the K members cost one compiled program and one pass over the data.
+(``jaxdl.train.vectorized``), so the K members cost one compiled program and one pass over the data
+(vmapped on GPU/TPU; unrolled side by side on CPU, where vmapped convs are slow grouped convs).
 
 Command:  python experiments/ensemble_tta_fashion_mnist.py [--members 5] [--epochs 10] [--out runs/ensemble-tta]
 Needs:    apt-get install dataset-fashion-mnist (or JAXDL_DATA with the IDX files)
@@ -32,7 +33,8 @@ from jaxdl.train import TrainConfig, build_experiment
 from jaxdl.train.experiment import Option, run_script
 from jaxdl.train.io import write_json_atomic
 from jaxdl.train.steps import predict_step, train_step
-from jaxdl.train.vectorized import create_ensemble_state, ensemble_train_step, member, tta_probabilities
+from jaxdl.train.vectorized import (create_ensemble_state, ensemble_strategy, ensemble_train_step, map_members,
+                                    member, tta_probabilities)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +105,10 @@ def run(config: EnsembleConfig, out: Path) -> dict:
 
     @jax.jit
     def evaluate(states, images):
-        centre = jax.vmap(functools.partial(predict_step, prepare=exp.prepare), in_axes=(0, None))(states, images)
+        centre = map_members(functools.partial(predict_step, prepare=exp.prepare), states, images, strategy=None)
         padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        crops = jax.vmap(functools.partial(tta_probabilities, size=size, prepare=exp.prepare),
-                         in_axes=(0, None))(states, padded)
+        crops = map_members(functools.partial(tta_probabilities, size=size, prepare=exp.prepare), states, padded,
+                            strategy=None)
         return jax.nn.softmax(centre, axis=-1), crops
 
     centre_probs, crop_probs = [], []
@@ -149,7 +151,8 @@ def run(config: EnsembleConfig, out: Path) -> dict:
         "ensemble_cost_vs_sequential": ensemble_step_s / (config.members * single_step_s),
         "history": history, "config": {k: (list(v) if isinstance(v, tuple) else v)
                                        for k, v in dataclasses.asdict(config).items()},
-        "device": f"{jax.devices()[0].platform} x{jax.device_count()}", "jax_version": jax.__version__,
+        "strategy": ensemble_strategy(), "device": f"{jax.devices()[0].platform} x{jax.device_count()}",
+        "jax_version": jax.__version__,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)

@@ -9,7 +9,9 @@ import pytest
 
 from jaxdl import models, optim
 from jaxdl.train import create_train_state, get_loss, predict_step, train_step
-from jaxdl.train.vectorized import (create_ensemble_state, ensemble_probabilities, ensemble_train_step, member,
+from jaxdl.errors import ConfigError
+from jaxdl.train.vectorized import (create_ensemble_state, ensemble_probabilities, ensemble_strategy,
+                                    ensemble_train_step, member,
                                     per_example_grads, grad_norm_stats, tta_probabilities, ten_crop)
 
 LOSS = get_loss("cross_entropy")
@@ -31,11 +33,12 @@ def setup():
     return model, tx, batch
 
 
-def test_ensemble_step_equals_separate_steps(setup):
+@pytest.mark.parametrize("strategy", ["vmap", "unroll"])
+def test_ensemble_step_equals_separate_steps(setup, strategy):
     model, tx, batch = setup
     seeds = (0, 1, 2)
     states = create_ensemble_state(model, tx, input_shape=SHAPE, seeds=seeds)
-    step = jax.jit(functools.partial(ensemble_train_step, loss_fn=LOSS))
+    step = jax.jit(functools.partial(ensemble_train_step, loss_fn=LOSS, strategy=strategy))
     single = jax.jit(functools.partial(train_step, loss_fn=LOSS))
     for _ in range(2):
         states, metrics = step(states, batch)
@@ -47,7 +50,7 @@ def test_ensemble_step_equals_separate_steps(setup):
         tree_close(member(states, k).params, ref.params)
         tree_close(member(states, k).batch_stats, ref.batch_stats)
         np.testing.assert_allclose(metrics["loss"][k], ref_metrics["loss"], rtol=1e-5)
-    probs = jax.jit(ensemble_probabilities)(states, batch["image"])
+    probs = jax.jit(functools.partial(ensemble_probabilities, strategy=strategy))(states, batch["image"])
     predict = jax.jit(predict_step)
     manual = np.mean([jax.nn.softmax(predict(member(states, k), batch["image"])) for k in range(3)], axis=0)
     np.testing.assert_allclose(probs, manual, atol=1e-6)
@@ -91,3 +94,9 @@ def test_per_example_grads_equal_a_loop(setup):
     stats = grad_norm_stats(grads)
     np.testing.assert_allclose(stats["norms"], norms, rtol=1e-5)
     assert float(stats["max"]) == pytest.approx(max(norms), rel=1e-5)
+
+
+def test_ensemble_strategy_default_and_bad_name():
+    assert ensemble_strategy() == ("unroll" if jax.default_backend() == "cpu" else "vmap")
+    with pytest.raises(ConfigError, match="vmap, unroll"):
+        ensemble_strategy("pmap")
