@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxdl.nn import Conv
-from jaxdl.nn.fast_conv import FastConv, conv2d
+from jaxdl.nn.fast_conv import FastConv, conv2d, depthwise_conv2d
 
 CASES = [  # (kernel, strides, padding, dilation, groups, cin, cout, H, W)
     ((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1, 4, 6, 7, 6),
@@ -42,6 +42,45 @@ def test_values_and_gradients_match_lax(kernel, strides, padding, dilation, grou
     ref = jax.grad(loss(stock), argnums=(0, 1))(x, k)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
+
+
+DEPTHWISE = [  # (kernel, strides, padding, dilation, channels, multiplier, H, W)
+    ((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 5, 1, 7, 6),     # MobileNet, stride 1
+    ((3, 3), (2, 2), ((0, 1), (0, 1)), (1, 1), 4, 1, 8, 7),     # stride 2, "SAME" padding
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 3, 1, 9, 9),     # stride 2, symmetric
+    ((5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1), 3, 1, 6, 6),     # 5x5 (MobileNet v3 / MnasNet style)
+    ((3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2), 2, 1, 7, 7),     # dilation
+    ((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 3, 2, 5, 5),     # channel multiplier 2
+]
+
+
+@pytest.mark.parametrize("kernel, strides, padding, dilation, channels, mult, h, w", DEPTHWISE)
+def test_depthwise_values_and_gradients_match_lax(kernel, strides, padding, dilation, channels, mult, h, w):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, h, w, channels)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(*kernel, 1, channels * mult)), jnp.float32)
+    y = depthwise_conv2d(x, k, strides, padding, dilation)
+    ref_y = stock(x, k, strides, padding, dilation, channels)
+    assert y.shape == ref_y.shape
+    np.testing.assert_allclose(y, ref_y, atol=1e-5, rtol=1e-5)
+    cot = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    got = jax.jit(jax.grad(lambda x_, k_: jnp.sum(depthwise_conv2d(x_, k_, strides, padding, dilation) * cot),
+                           argnums=(0, 1)))(x, k)
+    ref = jax.grad(lambda x_, k_: jnp.sum(stock(x_, k_, strides, padding, dilation, channels) * cot),
+                   argnums=(0, 1))(x, k)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_layer_takes_the_tap_sum_path():
+    """FastConv with feature_group_count == Cin computes without any conv op (and equals nn.Conv)."""
+    layer = dict(features=6, kernel_size=(3, 3), strides=2, padding="SAME", feature_group_count=6)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 9, 9, 6)), jnp.float32)
+    fast, ref = FastConv(**layer, fast=True), nn.Conv(**layer)
+    params = ref.init(jax.random.PRNGKey(0), x)
+    np.testing.assert_allclose(fast.apply(params, x), ref.apply(params, x), atol=1e-5)
+    program = str(jax.make_jaxpr(jax.grad(lambda p: jnp.sum(fast.apply(p, x) ** 2)))(params))
+    assert "conv_general_dilated" not in program
 
 
 def test_bfloat16_kernel_gradient_accumulates_in_float32():
