@@ -107,4 +107,7 @@ def main(argv=None):
     return run_script(get_config, run, "cnn-lstm-digit-sums", argv, smoke=smoke)
 
 if __name__ == "__main__":
+    from jaxdl.runtime import use_fast_allocator
+
+    use_fast_allocator()  # CPU: re-run once with tcmalloc when installed (JAXDL_ALLOCATOR=system: glibc)
     main()

@@ -27,4 +27,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from jaxdl.runtime import use_fast_allocator
+
+    use_fast_allocator()  # CPU: re-run once with tcmalloc when installed (JAXDL_ALLOCATOR=system: glibc)
     main()

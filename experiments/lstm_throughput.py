@@ -157,4 +157,7 @@ def main(argv=None):
                       options=[Option("--steps", int, "timed steps per framework")])
 
 if __name__ == "__main__":
+    from jaxdl.runtime import use_fast_allocator
+
+    use_fast_allocator()  # CPU: re-run once with tcmalloc when installed (JAXDL_ALLOCATOR=system: glibc)
     main()
