@@ -62,6 +62,14 @@ def _fwd(x, w, strides, padding, dilation, groups):
     return _forward(x, w, strides, padding, dilation, groups), (x, w)
 
 
+def _tap_window(xp: jax.Array, i: int, j: int, ho: int, wo: int, strides, dilation) -> jax.Array:
+    """The ``[N, Ho, Wo, C]`` input values that kernel tap ``(i, j)`` multiplies: padded input ``xp``
+    shifted by the (dilated) tap and strided by the stride."""
+    r, c = i * dilation[0], j * dilation[1]
+    return lax.slice(xp, (0, r, c, 0), (xp.shape[0], r + (ho - 1) * strides[0] + 1, c + (wo - 1) * strides[1] + 1,
+                                        xp.shape[3]), (1, strides[0], strides[1], 1))
+
+
 def _kernel_grad(x, dy, w_shape, strides, padding, dilation, groups):
     """dW as one matmul per kernel tap: dW[i, j] = X_ij^T @ dY (see the module docstring).
 
@@ -77,9 +85,7 @@ def _kernel_grad(x, dy, w_shape, strides, padding, dilation, groups):
     taps = []
     for i in range(kh):
         for j in range(kw):
-            r, c = i * dilation[0], j * dilation[1]
-            window = lax.slice(xp, (0, r, c, 0), (n, r + (ho - 1) * strides[0] + 1, c + (wo - 1) * strides[1] + 1,
-                                                  xp.shape[3]), (1, strides[0], strides[1], 1))
+            window = _tap_window(xp, i, j, ho, wo, strides, dilation)
             if groups == 1:  # a plain 2-d GEMM: [M, Cin]^T [M, Cout] (a batched dot of 1 is slower on CPU)
                 taps.append(lax.dot_general(window.reshape(m, cin_g), dy_g.reshape(m, cout),
                                             (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)[None])
@@ -111,8 +117,9 @@ def depthwise_conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int], paddi
     input channel c, as ``lax.conv_general_dilated``) -> [N, Ho, Wo, C * m]. Every term is
     elementwise, so the forward pass and both gradients (autodiff: shifted sums and reductions)
     are fused loops. XLA:CPU runs depthwise convs as grouped convs through a slow generic path:
-    a 3x3 depthwise conv at 32x32x64, batch 64, took 1,134 ms forward + backward stock and 494 ms
-    with the per-tap kernel gradient (docs/performance.md). Products accumulate in float32.
+    a 3x3 depthwise conv at 32x32x64, batch 64, took 2,239 ms forward + backward stock, 609 ms
+    with the per-tap kernel gradient and 176 ms this way (docs/performance.md, "Depthwise convs").
+    Products accumulate in float32.
     """
     kh, kw, _, cout = w.shape
     n, _, _, cin = x.shape
@@ -125,9 +132,7 @@ def depthwise_conv2d(x: jax.Array, w: jax.Array, strides: tuple[int, int], paddi
     y = None
     for i in range(kh):
         for j in range(kw):
-            r, c = i * dilation[0], j * dilation[1]
-            window = lax.slice(xp, (0, r, c, 0), (n, r + (ho - 1) * strides[0] + 1, c + (wo - 1) * strides[1] + 1, cin),
-                               (1, strides[0], strides[1], 1))
+            window = _tap_window(xp, i, j, ho, wo, strides, dilation)
             term = window[..., None] * taps[i, j] if mult > 1 else window * taps[i, j, :, 0]
             y = term if y is None else y + term
     return y.reshape(n, ho, wo, cout).astype(jnp.result_type(x.dtype, w.dtype))
