@@ -51,7 +51,7 @@ def finish(procs: list[subprocess.Popen], expect: int = 0) -> list[str]:
     return outputs
 
 
-@pytest.mark.parametrize("mode", ["jit"])
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
 def test_two_processes_agree_with_one(tmp_path, mode):
     port = free_port()
     procs = [launch(tmp_path / f"p{i}.npz", 2, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
