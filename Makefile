@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) experiments/lenet5_digits.py --out runs/demo-lenet5-digits --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q --durations=30
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,10 +1,13 @@
 """Forward / backward time of one convolution: stock ``lax.conv_general_dilated``, jaxdl's custom VJP and,
-for 3x3 shapes where ``jaxdl.nn.winograd.tile_size`` picks a tile, the Winograd path.
+for 3x3 shapes where ``jaxdl.nn.winograd.tile_size`` picks a tile, the two Winograd paths (all three products,
+and the kernel gradient only), whichever of them ``jaxdl.nn.Conv`` would take marked with ``*``.
 
 Command (the issue-7 case: 3x3, 128 -> 128 channels, batch 64 at 32x32, float32):
     python experiments/conv_cpu.py --out docs/conv_cpu.json
 Command (the 3x3 convs of ResNet-18 with the CIFAR stem, stages 1-4, batch 64):
     python experiments/conv_cpu.py --shapes 32x64,16x128,8x256,4x512 --out docs/conv_cpu_resnet18.json
+Command (the thin 3x3 convs of ResNet-20, stages 1-3, batch 128):
+    python experiments/conv_cpu.py --batch 128 --shapes 32x16,16x32,8x64 --out docs/conv_cpu_thin.json
 Result: docs/performance.md ("Fast CPU convolutions"). Backward = input + kernel gradient
 (jitted vjp of the conv, its forward dead-code-eliminated); kernel / input gradient also alone.
 Variants run interleaved, ``--repeats`` times; medians reported.
@@ -34,7 +37,7 @@ def measure(cfg: dict) -> dict:
     import jax.numpy as jnp
 
     from jaxdl.nn.fast_conv import _forward, conv2d
-    from jaxdl.nn.winograd import tile_size, winograd_conv2d
+    from jaxdl.nn.winograd import kernel_grad_only, tile_size, winograd_conv2d, winograd_kernel_grad_conv2d
 
     rng = np.random.default_rng(0)
     n, s, c, k = cfg["batch"], cfg["size"], cfg["channels"], cfg["kernel"]
@@ -46,7 +49,10 @@ def measure(cfg: dict) -> dict:
     impls = {"stock": lambda x_, w_: _forward(x_, w_, *args_), "custom": lambda x_, w_: conv2d(x_, w_, *args_)}
     tile = tile_size((s, s), c, c, jnp.float32) if k == 3 else None
     if tile is not None:
-        impls[f"winograd F({tile}x{tile})"] = lambda x_, w_: winograd_conv2d(x_, w_, args_[1], tile)
+        thin = kernel_grad_only((s, s), c, c)
+        impls[f"winograd F({tile}x{tile}){'' if thin else '*'}"] = lambda x_, w_: winograd_conv2d(x_, w_, args_[1], tile)
+        impls[f"wino-dW F({tile}x{tile}){'*' if thin else ''}"] = (
+            lambda x_, w_: winograd_kernel_grad_conv2d(x_, w_, args_[1], tile))
     fns = {}
     for name, f in impls.items():
         fns[f"{name} forward"] = (jax.jit(f), (x, w))
@@ -69,7 +75,7 @@ def measure(cfg: dict) -> dict:
     for label, ts in times.items():
         med = statistics.median(ts)
         report["seconds"][label] = ts
-        print(f"  {label:<28} {med:8.3f} s   ({flops / med / 1e9:6.1f} GFLOP/s per pass)")
+        print(f"  {label:<36} {med:8.3f} s   ({flops / med / 1e9:6.1f} GFLOP/s per pass)")
     for part in ("backward (dx + dW)", "dW only"):
         for name in list(impls)[1:]:
             ratio = statistics.median(times[f"stock {part}"]) / statistics.median(times[f"{name} {part}"])
@@ -98,6 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--shapes", default=None, metavar="SxC,...",
                         help="spatial size x channels of each conv (C -> C) to time, e.g. 32x64,16x128")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 64)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -106,6 +113,11 @@ def main(argv=None) -> int:
         cfg.update(batch=2, size=8, channels=8, repeats=1)
     if args.repeats:
         cfg["repeats"] = args.repeats
+    if args.batch is not None:
+        if args.batch < 1:
+            print(f"conv_cpu: error: --batch must be at least 1, got {args.batch}", file=sys.stderr)
+            return 2
+        cfg["batch"] = args.batch
     shapes = [(cfg["size"], cfg["channels"])]
     if args.shapes:
         try:

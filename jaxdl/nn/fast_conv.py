@@ -14,8 +14,9 @@ gradients within float rounding (tests/nn/test_fast_conv.py, strides, padding, g
 :class:`FastConv` is ``flax.linen.Conv`` with this primitive (same params, same names), used as
 ``jaxdl.nn.Conv`` on the CPU backend; ``JAXDL_FAST_CONV=0`` selects stock ``nn.Conv``. On the same
 backend, float32 3x3 stride-1 convs with at least 16 channels and 8x8 outputs take the Winograd
-path instead (:mod:`jaxdl.nn.winograd`; ``JAXDL_WINOGRAD=0`` or ``FastConv(winograd=False)`` turns
-only that off), and depthwise convs (``feature_group_count == Cin``, MobileNet) are sums of shifted
+path instead (:mod:`jaxdl.nn.winograd`: all three products for wide convs, the kernel gradient only
+for convs of up to 32 channels; ``JAXDL_WINOGRAD=0`` or ``FastConv(winograd=False)`` turns only that
+off), and depthwise convs (``feature_group_count == Cin``, MobileNet) are sums of shifted
 inputs times per-channel taps (:func:`depthwise_conv2d`).
 """
 
@@ -156,7 +157,9 @@ class FastConv(nn.Conv):
     circular/causal/reflect padding or masks use ``nn.Conv``'s own path. ``fast=False`` forces
     the stock path for one layer or model. Float32 3x3 stride-1 convs go through
     :func:`jaxdl.nn.winograd.winograd_conv2d` where :func:`~jaxdl.nn.winograd.tile_size` picks a
-    tile (``winograd=False`` keeps them on :func:`conv2d`); depthwise convs take :func:`depthwise_conv2d`.
+    tile, or through :func:`~jaxdl.nn.winograd.winograd_kernel_grad_conv2d` where
+    :func:`~jaxdl.nn.winograd.kernel_grad_only` says so (``winograd=False`` keeps them on :func:`conv2d`);
+    depthwise convs take :func:`depthwise_conv2d`.
     """
 
     fast: bool | None = None  # None: the custom VJP on CPU when enabled; False: stock nn.Conv
@@ -187,7 +190,9 @@ class FastConv(nn.Conv):
                 kernel_size, strides, dilation, groups, padding):
             out_hw = [inputs.shape[1 + i] + padding[i][0] + padding[i][1] - 2 for i in range(2)]
             tile = winograd.tile_size(out_hw, in_features, self.features, inputs.dtype)
-        if tile is not None:
+        if tile is not None and winograd.kernel_grad_only(out_hw, in_features, self.features):
+            y = winograd.winograd_kernel_grad_conv2d(inputs, kernel, padding, tile)
+        elif tile is not None:
             y = winograd.winograd_conv2d(inputs, kernel, padding, tile)
         elif groups > 1 and groups == in_features and self.features % groups == 0:
             y = depthwise_conv2d(inputs, kernel, strides, padding, dilation)

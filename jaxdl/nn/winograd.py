@@ -24,10 +24,22 @@ Measured on the 2-core AMD EPYC, batch 64, float32, backward = input + kernel gr
 32x32x64 F(4x4) 133 ms against 197 ms stock XLA (1.49x), 16x16x128 F(4x4) 70 against 77 ms (1.10x),
 8x8x256 F(2x2) 54 against 76 ms (1.41x); forwards about equal. On the whole ResNet-18 (CIFAR) step
 it raised jaxdl from 24.8 to 34.4 img/s (docs/performance.md). :func:`tile_size` encodes the choice.
+
+Thin convs (up to 32 channels on either side, :func:`kernel_grad_only`) use the Winograd domain for the
+kernel gradient only (:func:`winograd_kernel_grad_conv2d`): with 16 channels the 36 GEMMs are
+``[N*tiles, 16] x [16, 16]`` and the step is bound by writing and reading the transformed tiles, which a
+direct conv never materialises, while XLA:CPU's kernel gradient stays the slow case at any width.
+Batch 128, 32x32, 16 -> 16 channels (``python experiments/conv_cpu.py --batch 128 --shapes 32x16,16x32,8x64
+--repeats 3``, docs/conv_cpu_thin.json): forward 7.5 ms against 23.8 for all-Winograd, forward + backward
+27 against 52 ms (stock XLA 62); at 16x16 with 32 channels the two are equal alone (30 ms); on the whole
+ResNet-20 step the kernel-gradient-only rule for up to 32 channels gave the most images/s and the
+shortest compile (docs/performance.md, "Thin convs"). Wider layers keep all three products here: on
+ResNet-18 the kernel-gradient-only path up to 64 channels was slower (32.5 against 34.5 img/s).
 """
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +48,7 @@ from jax import lax
 
 from jaxdl.nn._env import switch
 
-__all__ = ["winograd_conv2d", "tile_size", "winograd_enabled"]
+__all__ = ["winograd_conv2d", "winograd_kernel_grad_conv2d", "tile_size", "winograd_enabled"]
 
 # (B^T, G, A^T) for F(m x m, 3 x 3), from the paper (interpolation points 0, 1, -1 (, 2, -2) and infinity).
 _MATRICES = {
@@ -69,6 +81,13 @@ def tile_size(out_hw, cin: int, cout: int, dtype) -> int | None:
         return None
     side = min(out_hw)
     return 4 if side >= 16 else 2 if side >= 8 else None
+
+
+def kernel_grad_only(out_hw, cin: int, cout: int) -> bool:
+    """Whether a conv that :func:`tile_size` sends to Winograd should use it for the kernel gradient
+    only (:func:`winograd_kernel_grad_conv2d`) rather than for all three products: yes for thin
+    convs, up to 32 channels on either side (the module docstring has the measurements)."""
+    return min(cin, cout) <= 32
 
 
 def _combine(matrix: np.ndarray, terms: list) -> list:
@@ -133,6 +152,44 @@ def winograd_conv2d(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], 
     if m not in _MATRICES:
         raise ValueError(f"Winograd tile m={m} is not supported: use 2 or 4")
     return _winograd(x, w, padding, m)
+
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _direct(x, w, padding):
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def winograd_kernel_grad_conv2d(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]],
+                                m: int) -> jax.Array:
+    """3x3, stride-1 NHWC x HWIO correlation whose *kernel gradient* goes through F(m x m, 3 x 3).
+
+    The forward pass and the input gradient are XLA's own convolutions (fast on CPU when channels
+    are few: a direct conv reads each activation once, where the Winograd transforms of
+    :func:`winograd_conv2d` cost more memory traffic than their thin matmuls save). The kernel
+    gradient, XLA:CPU's slow case, is the transpose of :func:`winograd_conv2d` in ``w`` only:
+    ``dU_k = V_k^T dM_k`` over the ``(m + 2)^2`` tile positions, then ``G^T dU G``.
+    Same values and gradients as ``lax.conv_general_dilated`` within the tolerances above.
+    """
+    if m not in _MATRICES:
+        raise ValueError(f"Winograd tile m={m} is not supported: use 2 or 4")
+    return _direct(x, w, padding)
+
+
+def _kg_fwd(x, w, padding, m):
+    return winograd_kernel_grad_conv2d(x, w, padding, m), (x, w)
+
+
+def _kg_bwd(padding, m, residuals, dy):
+    x, w = residuals
+    (dx,) = jax.vjp(lambda x_: _direct(x_, w, padding), x)[1](dy)
+    (dw,) = jax.vjp(lambda w_: _winograd(x, w_, padding, m), w)[1](dy)
+    return dx, dw
+
+
+winograd_kernel_grad_conv2d.defvjp(_kg_fwd, _kg_bwd)
 
 
 def supports(kernel_hw, strides, dilation, groups, padding) -> bool:
