@@ -1,6 +1,6 @@
 """Forward / backward time of one convolution: stock ``lax.conv_general_dilated``, jaxdl's custom VJP and,
 for 3x3 shapes where ``jaxdl.nn.winograd.tile_size`` picks a tile, the two Winograd paths (all three products,
-and the kernel gradient only), whichever of them ``jaxdl.nn.Conv`` would take marked with ``*``.
+and the kernel gradient only, ``wino-dW``); the report names the one ``jaxdl.nn.Conv`` takes.
 
 Command (the issue-7 case: 3x3, 128 -> 128 channels, batch 64 at 32x32, float32):
     python experiments/conv_cpu.py --out docs/conv_cpu.json
@@ -8,6 +8,9 @@ Command (the 3x3 convs of ResNet-18 with the CIFAR stem, stages 1-4, batch 64):
     python experiments/conv_cpu.py --shapes 32x64,16x128,8x256,4x512 --out docs/conv_cpu_resnet18.json
 Command (the thin 3x3 convs of ResNet-20, stages 1-3, batch 128):
     python experiments/conv_cpu.py --batch 128 --shapes 32x16,16x32,8x64 --out docs/conv_cpu_thin.json
+Command (thin convs with unequal channels, the ``winograd.kernel_grad_only`` rule):
+    python experiments/conv_cpu.py --batch 128 --shapes 32x32x16,32x16x32,32x32,32x16x64,32x16 \
+        --out docs/conv_cpu_thin_2.json
 Result: docs/performance.md ("Fast CPU convolutions"). Backward = input + kernel gradient
 (jitted vjp of the conv, its forward dead-code-eliminated); kernel / input gradient also alone.
 Variants run interleaved, ``--repeats`` times; medians reported.
@@ -41,18 +44,19 @@ def measure(cfg: dict) -> dict:
 
     rng = np.random.default_rng(0)
     n, s, c, k = cfg["batch"], cfg["size"], cfg["channels"], cfg["kernel"]
+    co = cfg.get("out_channels") or c
     x = jnp.asarray(rng.normal(size=(n, s, s, c)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(k, k, c, c)) * 0.05, jnp.float32)
-    dy = jnp.asarray(rng.normal(size=(n, s, s, c)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, c, co)) * 0.05, jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(n, s, s, co)), jnp.float32)
     p = (k - 1) // 2
     args_ = ((1, 1), ((p, p), (p, p)), (1, 1), 1)
     impls = {"stock": lambda x_, w_: _forward(x_, w_, *args_), "custom": lambda x_, w_: conv2d(x_, w_, *args_)}
-    tile = tile_size((s, s), c, c, jnp.float32) if k == 3 else None
+    tile = tile_size((s, s), c, co, jnp.float32) if k == 3 else None
     if tile is not None:
-        thin = kernel_grad_only((s, s), c, c)
-        impls[f"winograd F({tile}x{tile}){'' if thin else '*'}"] = lambda x_, w_: winograd_conv2d(x_, w_, args_[1], tile)
-        impls[f"wino-dW F({tile}x{tile}){'*' if thin else ''}"] = (
-            lambda x_, w_: winograd_kernel_grad_conv2d(x_, w_, args_[1], tile))
+        impls[f"winograd F({tile}x{tile})"] = lambda x_, w_: winograd_conv2d(x_, w_, args_[1], tile)
+        impls[f"wino-dW F({tile}x{tile})"] = lambda x_, w_: winograd_kernel_grad_conv2d(x_, w_, args_[1], tile)
+    taken = ("custom" if tile is None else f"wino-dW F({tile}x{tile})" if kernel_grad_only(co)
+             else f"winograd F({tile}x{tile})")
     fns = {}
     for name, f in impls.items():
         fns[f"{name} forward"] = (jax.jit(f), (x, w))
@@ -67,11 +71,12 @@ def measure(cfg: dict) -> dict:
             start = time.perf_counter()
             jax.block_until_ready(fn(*a))
             times[label].append(time.perf_counter() - start)
-    flops = 2 * n * s * s * c * c * k * k
-    print(f"conv {k}x{k} {c}->{c}, batch {n} at {s}x{s}: {flops / 1e9:.2f} GFLOP per pass; "
+    flops = 2 * n * s * s * c * co * k * k
+    print(f"conv {k}x{k} {c}->{co}, batch {n} at {s}x{s}: {flops / 1e9:.2f} GFLOP per pass; "
           f"{cfg['repeats']} interleaved repeats, median seconds")
     report = {"config": cfg, "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "seconds": {}, "flops_per_pass": flops}
+              "seconds": {}, "flops_per_pass": flops, "jaxdl_conv_path": taken}
+    print(f"  jaxdl.nn.Conv takes: {taken}")
     for label, ts in times.items():
         med = statistics.median(ts)
         report["seconds"][label] = ts
@@ -88,22 +93,22 @@ def measure(cfg: dict) -> dict:
     return report
 
 
-def parse_shapes(text: str) -> list[tuple[int, int]]:
-    """``"32x64,16x128"`` -> ``[(32, 64), (16, 128)]`` (spatial size, channels)."""
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """``"32x64,16x32x16"`` -> ``[(32, 64, 64), (16, 32, 16)]`` (spatial size, input and output channels)."""
     try:
         shapes = [tuple(int(v) for v in item.strip().lower().split("x")) for item in text.split(",")]
     except ValueError:
         shapes = []
-    if not shapes or any(len(t) != 2 or min(t) < 1 for t in shapes):
-        raise ValueError(f"--shapes wants SIZExCHANNELS items like 32x64,16x128, got {text!r}")
-    return shapes
+    if not shapes or any(len(t) not in (2, 3) or min(t) < 1 for t in shapes):
+        raise ValueError(f"--shapes wants SIZExCHANNELS or SIZExCINxCOUT items like 32x64,16x32x16, got {text!r}")
+    return [t if len(t) == 3 else (*t, t[1]) for t in shapes]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="conv forward/backward timing, stock vs custom VJP")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--shapes", default=None, metavar="SxC,...",
-                        help="spatial size x channels of each conv (C -> C) to time, e.g. 32x64,16x128")
+                        help="spatial size x channels (C -> C) or x in x out channels of each conv, e.g. 32x64,16x32x16")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 64)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
@@ -118,14 +123,14 @@ def main(argv=None) -> int:
             print(f"conv_cpu: error: --batch must be at least 1, got {args.batch}", file=sys.stderr)
             return 2
         cfg["batch"] = args.batch
-    shapes = [(cfg["size"], cfg["channels"])]
+    shapes = [(cfg["size"], cfg["channels"], cfg["channels"])]
     if args.shapes:
         try:
             shapes = parse_shapes(args.shapes)
         except ValueError as err:
             print(f"conv_cpu: error: {err}", file=sys.stderr)
             return 2
-    reports = [measure({**cfg, "size": s, "channels": c}) for s, c in shapes]
+    reports = [measure({**cfg, "size": s, "channels": c, "out_channels": co}) for s, c, co in shapes]
     report = reports[0] if len(reports) == 1 else {"jax": reports[0]["jax"], "date": reports[0]["date"],
                                                   "shapes": reports}
     if args.out:

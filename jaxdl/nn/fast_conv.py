@@ -14,8 +14,8 @@ gradients within float rounding (tests/nn/test_fast_conv.py, strides, padding, g
 :class:`FastConv` is ``flax.linen.Conv`` with this primitive (same params, same names), used as
 ``jaxdl.nn.Conv`` on the CPU backend; ``JAXDL_FAST_CONV=0`` selects stock ``nn.Conv``. On the same
 backend, float32 3x3 stride-1 convs with at least 16 channels and 8x8 outputs take the Winograd
-path instead (:mod:`jaxdl.nn.winograd`: all three products for wide convs, the kernel gradient only
-for convs of up to 32 channels; ``JAXDL_WINOGRAD=0`` or ``FastConv(winograd=False)`` turns only that
+path instead (:mod:`jaxdl.nn.winograd`: all three products, or the kernel gradient only for convs
+with at most 16 output channels; ``JAXDL_WINOGRAD=0`` or ``FastConv(winograd=False)`` turns only that
 off), and depthwise convs (``feature_group_count == Cin``, MobileNet) are sums of shifted
 inputs times per-channel taps (:func:`depthwise_conv2d`).
 """
@@ -190,7 +190,7 @@ class FastConv(nn.Conv):
                 kernel_size, strides, dilation, groups, padding):
             out_hw = [inputs.shape[1 + i] + padding[i][0] + padding[i][1] - 2 for i in range(2)]
             tile = winograd.tile_size(out_hw, in_features, self.features, inputs.dtype)
-        if tile is not None and winograd.kernel_grad_only(out_hw, in_features, self.features):
+        if tile is not None and winograd.kernel_grad_only(self.features):
             y = winograd.winograd_kernel_grad_conv2d(inputs, kernel, padding, tile)
         elif tile is not None:
             y = winograd.winograd_conv2d(inputs, kernel, padding, tile)

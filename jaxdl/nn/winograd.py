@@ -25,16 +25,16 @@ Measured on the 2-core AMD EPYC, batch 64, float32, backward = input + kernel gr
 8x8x256 F(2x2) 54 against 76 ms (1.41x); forwards about equal. On the whole ResNet-18 (CIFAR) step
 it raised jaxdl from 24.8 to 34.4 img/s (docs/performance.md). :func:`tile_size` encodes the choice.
 
-Thin convs (up to 32 channels on either side, :func:`kernel_grad_only`) use the Winograd domain for the
-kernel gradient only (:func:`winograd_kernel_grad_conv2d`): with 16 channels the 36 GEMMs are
-``[N*tiles, 16] x [16, 16]`` and the step is bound by writing and reading the transformed tiles, which a
-direct conv never materialises, while XLA:CPU's kernel gradient stays the slow case at any width.
-Batch 128, 32x32, 16 -> 16 channels (``python experiments/conv_cpu.py --batch 128 --shapes 32x16,16x32,8x64
---repeats 3``, docs/conv_cpu_thin.json): forward 7.5 ms against 23.8 for all-Winograd, forward + backward
-27 against 52 ms (stock XLA 62); at 16x16 with 32 channels the two are equal alone (30 ms); on the whole
-ResNet-20 step the kernel-gradient-only rule for up to 32 channels gave the most images/s and the
-shortest compile (docs/performance.md, "Thin convs"). Wider layers keep all three products here: on
-ResNet-18 the kernel-gradient-only path up to 64 channels was slower (32.5 against 34.5 img/s).
+Convs with at most 16 output channels (:func:`kernel_grad_only`) use the Winograd domain for the kernel
+gradient only (:func:`winograd_kernel_grad_conv2d`): there each of the 36 F(4x4) GEMMs is
+``[N*tiles, Cin] x [Cin, 16]`` and the forward pass is bound by writing and reading the transformed tiles,
+which a direct conv never materialises, while XLA:CPU's kernel gradient stays the slow case at any width.
+Batch 128 at 32x32 (``python experiments/conv_cpu.py --batch 128 --shapes 32x32x16,32x16x32,32x32,32x16x64,32x16``,
+docs/conv_cpu_thin_2.json; forward + backward): 16 -> 16 channels 33.5 ms against 56.3 for all-Winograd,
+32 -> 16 88.6 against 108.2; with 32 or 64 output channels neither won consistently (two runs: the
+kernel-gradient-only path from 4% slower to 21% faster), so those keep all three products. On the whole ResNet-20 step
+(docs/performance.md, "Thin convs") this gave 1.2-1.3x the images/s, twice the inference speed and a
+shorter compile.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ def tile_size(out_hw, cin: int, cout: int, dtype) -> int | None:
     return 4 if side >= 16 else 2 if side >= 8 else None
 
 
-def kernel_grad_only(out_hw, cin: int, cout: int) -> bool:
+def kernel_grad_only(cout: int) -> bool:
     """Whether a conv that :func:`tile_size` sends to Winograd should use it for the kernel gradient
-    only (:func:`winograd_kernel_grad_conv2d`) rather than for all three products: yes for thin
-    convs, up to 32 channels on either side (the module docstring has the measurements)."""
-    return min(cin, cout) <= 32
+    only (:func:`winograd_kernel_grad_conv2d`) rather than for all three products: yes for convs
+    with at most 16 output channels (the module docstring has the measurements)."""
+    return cout <= 16
 
 
 def _combine(matrix: np.ndarray, terms: list) -> list:
