@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="conv forward/backward timing, stock vs custom VJP")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--shapes", default=None, metavar="SxC,...",
-                        help="spatial size x channels (C -> C) or x in x out channels of each conv, e.g. 32x64,16x32x16")
+                        help="each conv as SIZExC (C -> C) or SIZExCINxCOUT, e.g. 32x64,16x32x16")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 64)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)

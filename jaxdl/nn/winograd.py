@@ -29,12 +29,12 @@ Convs with at most 16 output channels (:func:`kernel_grad_only`) use the Winogra
 gradient only (:func:`winograd_kernel_grad_conv2d`): there each of the 36 F(4x4) GEMMs is
 ``[N*tiles, Cin] x [Cin, 16]`` and the forward pass is bound by writing and reading the transformed tiles,
 which a direct conv never materialises, while XLA:CPU's kernel gradient stays the slow case at any width.
-Batch 128 at 32x32 (``python experiments/conv_cpu.py --batch 128 --shapes 32x32x16,32x16x32,32x32,32x16x64,32x16``,
-docs/conv_cpu_thin_2.json; forward + backward): 16 -> 16 channels 33.5 ms against 56.3 for all-Winograd,
-32 -> 16 88.6 against 108.2; with 32 or 64 output channels neither won consistently (two runs: the
-kernel-gradient-only path from 4% slower to 21% faster), so those keep all three products. On the whole ResNet-20 step
-(docs/performance.md, "Thin convs") this gave 1.2-1.3x the images/s, twice the inference speed and a
-shorter compile.
+Batch 128 at 32x32, forward + backward (``python experiments/conv_cpu.py --batch 128 --shapes
+32x32x16,32x16x32,32x32,32x16x64,32x16``, docs/conv_cpu_thin_2.json): 16 -> 16 channels 33.5 ms against
+56.3 for all-Winograd, 32 -> 16 88.6 against 108.2; with 32 or 64 output channels neither won consistently
+(two runs: the kernel-gradient-only path from 4% slower to 21% faster), so those keep all three products.
+On the whole ResNet-20 step (docs/performance.md, "Thin convs") this gave 1.14-1.24x the images/s, about
+twice the inference speed and a fifth less compile time.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from jax import lax
 
 from jaxdl.nn._env import switch
 
-__all__ = ["winograd_conv2d", "winograd_kernel_grad_conv2d", "tile_size", "winograd_enabled"]
+__all__ = ["winograd_conv2d", "winograd_kernel_grad_conv2d", "tile_size", "kernel_grad_only", "winograd_enabled"]
 
 # (B^T, G, A^T) for F(m x m, 3 x 3), from the paper (interpolation points 0, 1, -1 (, 2, -2) and infinity).
 _MATRICES = {
