@@ -160,6 +160,11 @@ class FastConv(nn.Conv):
     tile, or through :func:`~jaxdl.nn.winograd.winograd_kernel_grad_conv2d` where
     :func:`~jaxdl.nn.winograd.kernel_grad_only` says so (``winograd=False`` keeps them on :func:`conv2d`);
     depthwise convs take :func:`depthwise_conv2d`.
+
+    The custom paths define reverse-mode gradients only (``jax.grad``, ``jax.vjp``; they compose with
+    ``jax.vmap`` and ``jax.checkpoint``): forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``,
+    ``jax.hessian``) raises JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function";
+    use ``fast=False`` or ``JAXDL_FAST_CONV=0`` for those.
     """
 
     fast: bool | None = None  # None: the custom VJP on CPU when enabled; False: stock nn.Conv

@@ -146,3 +146,21 @@ def test_environment_switches_select_the_conv_path(env, expect):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expect
+
+
+@pytest.mark.parametrize("size, channels", [(8, 4), (16, 16)])  # the tap-matmul VJP; the Winograd kernel-gradient VJP
+def test_reverse_mode_only_and_the_stock_layer_for_forward_mode(size, channels):
+    """The custom paths are reverse-mode (and vmap) only, as FastConv's docstring says; fast=False gives forward mode."""
+    x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size, channels)), jnp.float32)
+    fast = FastConv(features=channels, kernel_size=(3, 3), padding="SAME", fast=True)
+    stock = FastConv(features=channels, kernel_size=(3, 3), padding="SAME", fast=False)
+    params = stock.init(jax.random.PRNGKey(0), x)
+    tangent = jax.tree_util.tree_map(jnp.ones_like, params)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda p: fast.apply(p, x), (params,), (tangent,))
+    _, jvp_stock = jax.jvp(lambda p: stock.apply(p, x), (params,), (tangent,))
+    # the stock layer's directional derivative equals the fast layer's reverse-mode gradient dotted with the tangent
+    cot = jnp.asarray(np.random.default_rng(1).normal(size=jvp_stock.shape), jnp.float32)
+    grad = jax.grad(lambda p: jnp.sum(fast.apply(p, x) * cot))(params)
+    dot = sum(jnp.sum(g * t) for g, t in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(tangent)))
+    np.testing.assert_allclose(float(jnp.sum(jvp_stock * cot)), float(dot), rtol=1e-4)
