@@ -37,6 +37,12 @@ def fake_device_results(tmp_path_factory):
     return out, run_fake_devices(str(out))
 
 
+# The three tests that read the fixture share one xdist group, so that under `pytest -n 2 --dist loadgroup`
+# the subprocess (about 90 s on the 2-core CI machine) runs once, not once on each worker.
+_FAKE_DEVICES = pytest.mark.xdist_group("fake-8-devices")
+
+
+@_FAKE_DEVICES
 def test_one_step_on_8_devices_equals_one_device(fake_device_results):
     _, results = fake_device_results
     steps = [r for r in results if "fit" not in r and not r["augment"]]
@@ -53,6 +59,7 @@ def test_one_step_on_8_devices_equals_one_device(fake_device_results):
         assert r["batch_size"] % 8 != 0 and r["count"] == [float(r["batch_size"])] * 2
 
 
+@_FAKE_DEVICES
 def test_augmented_steps_agree_across_jit_and_pmap(fake_device_results):
     """Random crops and flips key on each example's place in the global batch, not on the device:
     jit over a Mesh and pmap train alike (and equal one device when the batch splits evenly)."""
@@ -70,6 +77,7 @@ def test_augmented_steps_agree_across_jit_and_pmap(fake_device_results):
         assert even[f"{mode}_metrics"] < 1e-4, (mode, even)
 
 
+@_FAKE_DEVICES
 def test_fit_parallel_modes_agree_and_resume(fake_device_results):
     tmp_path, results = fake_device_results
     (rows,) = [r["fit"] for r in results if "fit" in r]
