@@ -2,6 +2,9 @@
 
 Command (CPU, the issue-7 target: ResNet-18 with the CIFAR stem, 32x32, batch 64):
     python experiments/torch_side_by_side.py --out docs/torch_side_by_side_cpu.json
+Command (CPU, a thin network: CIFAR ResNet-20, 16-64 channels, batch 128):
+    python experiments/torch_side_by_side.py --models resnet20 --batch-size 128 --variants jaxdl,torch \\
+        --out docs/torch_side_by_side_cpu_resnet20.json
 Command (GPU: ResNet-50 at 224x224, bfloat16 / AMP, batch 256):
     python experiments/torch_side_by_side.py --models resnet50 --input-size 224 --batch-size 256 \\
         --dtype bfloat16 --out docs/torch_side_by_side_gpu.json
@@ -13,6 +16,10 @@ conv for the rest), jaxdl without the Winograd path, jaxdl with stock ``flax.lin
 and ``torch.autocast`` (AMP, on CPU too) for half precision. Every variant takes SGD+momentum steps on
 one fixed random batch (data loading excluded); they run interleaved, ``--repeats`` times, so a
 load change on a shared machine hits all of them; the median seconds per step is reported.
+Models: the ImageNet ResNets of torchvision (``resnet18``, ``resnet50``, ...; with the CIFAR stem at inputs up
+to 64 pixels) and the CIFAR ResNets of He et al. 2016 sec. 4.2 (``resnet20``, ``resnet32``, ``resnet44``,
+``resnet56``, ``resnet110``), which torchvision lacks: :func:`torch_cifar_resnet` builds them here with
+option A shortcuts, as jaxdl's registry does (same layers, same parameter count; tested).
 By default every repeat of every variant runs in a fresh Python process (``--isolation process``):
 JAX's and PyTorch's thread pools and the allocator state of one variant then cannot slow another,
 and each variant takes two warm-up steps (compile, first execution) before it is timed.
@@ -41,6 +48,76 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def cifar_depth(name: str) -> int | None:
+    """The depth of a CIFAR ResNet-(6n+2) name of jaxdl's registry (``resnet20`` -> 20), else None."""
+    from jaxdl.models.resnet_cifar import CIFAR_RESNET_DEPTHS
+
+    depth = name[len("resnet"):] if name.startswith("resnet") else ""
+    return int(depth) if depth.isdigit() and int(depth) in CIFAR_RESNET_DEPTHS else None
+
+
+def check_model(name: str) -> str | None:
+    """None when both libraries can build ``name`` (the torch side only checked where torchvision is
+    installed), else what is wrong, for a usage error."""
+    import importlib.util
+
+    from jaxdl import models
+
+    if name not in models.available():
+        return f"{name} is not a jaxdl model (list them with `jaxdl models`)"
+    if cifar_depth(name) is None and importlib.util.find_spec("torchvision") is not None:
+        import torchvision
+
+        if not callable(getattr(torchvision.models, name, None)):
+            return (f"{name} has no PyTorch twin here: choose a torchvision model of the same name (resnet18, "
+                    f"resnet50, ...) or a CIFAR ResNet (resnet20, resnet32, resnet44, resnet56, resnet110)")
+    return None
+
+
+def torch_cifar_resnet(depth: int, num_classes: int = 10, in_channels: int = 3, stages: int | None = None):
+    """He et al. 2016 sec. 4.2 CIFAR ResNet-(6n+2) in PyTorch, the network of jaxdl's ``resnet{depth}``.
+
+    A 3x3 conv to 16 channels with BN and ReLU; three stages of ``n = (depth - 2) / 6`` basic blocks
+    (3x3 conv - BN - ReLU - 3x3 conv - BN, added to the shortcut, then ReLU) with 16, 32, 64 channels,
+    the first block of stages 2 and 3 at stride 2; option A shortcuts (every second pixel, zero channels
+    appended after the input's; no parameters); global average pooling and a linear layer. Convs have no
+    bias. ``stages`` overrides ``n`` (the smoke run uses 1).
+    """
+    import torch
+    from torch import nn
+
+    n = stages if stages is not None else (depth - 2) // 6
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.stride, self.extra = stride, cout - cin
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            s = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+            if self.extra:
+                s = nn.functional.pad(s, (0, 0, 0, 0, 0, self.extra))
+            return torch.relu(y + s)
+
+    layers: list = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(n):
+            layers.append(Block(cin, width, 2 if stage > 0 and block == 0 else 1))
+            cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
+    model = nn.Sequential(*layers)
+    for module in model.modules():  # He initialisation, as jaxdl's ResNet (fan-out, normal)
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
 def get_config() -> dict:
     """ResNet-18 (CIFAR stem: 3x3 stride-1 conv, no max-pool), 32x32x3 input, batch 64, float32, CPU."""
     return {"models": ["resnet18"], "input_size": 32, "batch_size": 64, "dtype": "float32", "steps": 5,
@@ -63,7 +140,7 @@ def jaxdl_step(name: str, batch: int, size: int, dtype: str, conv: str, smoke: b
     from jaxdl.train import create_train_state, get_loss, train_step
 
     options = {"num_classes": 10}
-    if size <= 64 and "resnet" in name:
+    if size <= 64 and "resnet" in name and cifar_depth(name) is None:
         options["stem"] = "cifar"
     if conv == "stock":
         options["conv"] = nn.Conv
@@ -74,7 +151,7 @@ def jaxdl_step(name: str, batch: int, size: int, dtype: str, conv: str, smoke: b
     if dtype != "float32":
         options["dtype"] = jnp.bfloat16 if dtype == "bfloat16" else jnp.float16
     if smoke:
-        options["stage_sizes"] = (1, 1, 1, 1)
+        options["stage_sizes"] = (1, 1, 1) if cifar_depth(name) is not None else (1, 1, 1, 1)
     model = models.create(name, **options)
     state = create_train_state(model, optim.optimizer("sgd", 0.01, momentum=0.9), input_shape=(size, size, 3))
     rng = np.random.default_rng(0)
@@ -114,14 +191,17 @@ def torch_step(name: str, batch: int, size: int, dtype: str, channels_last: bool
     import torchvision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"num_classes": 10}
-    model = getattr(torchvision.models, name)(**kwargs)
-    if size <= 64 and "resnet" in name:  # the CIFAR stem, as jaxdl's stem="cifar"
-        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        model.maxpool = torch.nn.Identity()
-    if smoke:
-        for layer in ("layer1", "layer2", "layer3", "layer4"):
-            setattr(model, layer, getattr(model, layer)[:1])
+    depth = cifar_depth(name)
+    if depth is not None:
+        model = torch_cifar_resnet(depth, 10, stages=1 if smoke else None)
+    else:
+        model = getattr(torchvision.models, name)(num_classes=10)
+        if size <= 64 and "resnet" in name:  # the CIFAR stem, as jaxdl's stem="cifar"
+            model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            model.maxpool = torch.nn.Identity()
+        if smoke:
+            for layer in ("layer1", "layer2", "layer3", "layer4"):
+                setattr(model, layer, getattr(model, layer)[:1])
     model = model.to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -264,6 +344,9 @@ def main(argv=None) -> int:
             cfg[key] = getattr(args, key)
     if args.models:
         cfg["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+        problems = [p for p in map(check_model, cfg["models"]) if p] or ([] if cfg["models"] else ["empty"])
+        if problems:
+            parser.error("--models: " + "; ".join(problems))
     if args.no_compile:
         cfg["compile"] = False
     smoke = bool(cfg.get("smoke"))

@@ -153,3 +153,42 @@ def test_side_by_side_torch_half_precision_is_autocast_on_every_device():
         module.torch_precision("float8")
     if importlib.util.find_spec("torch") is not None:  # a real half-precision step runs on this device
         module.torch_step("resnet18", 2, 16, "bfloat16", False, False, True)(1)
+
+
+def test_side_by_side_torch_cifar_resnet_is_jaxdls_network(tmp_path):
+    """The PyTorch twin of the CIFAR ResNets (torchvision has none) has jaxdl's layers: the same parameter
+    shapes (convs transposed from OIHW to HWIO) and count, for ResNet-20 and ResNet-56, and a forward pass
+    gives 10 logits; unknown or twin-less models are usage errors (exit 2)."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    import jax
+    import numpy as np
+
+    from jaxdl import models
+    from jaxdl.models.resnet_cifar import cifar_resnet_params
+
+    module = load_script(ROOT / "experiments" / "torch_side_by_side.py")
+    assert module.cifar_depth("resnet20") == 20 and module.cifar_depth("resnet18") is None
+    for depth in (20, 56):
+        net = module.torch_cifar_resnet(depth)
+        shapes = sorted(tuple(p.shape) if p.ndim != 4 else (p.shape[2], p.shape[3], p.shape[1], p.shape[0])
+                        for p in net.parameters())
+        variables = jax.eval_shape(models.create(f"resnet{depth}").init, jax.random.PRNGKey(0),
+                                   np.zeros((1, 32, 32, 3), np.float32))
+        jax_shapes = sorted(tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(variables["params"]))
+        # flax's Dense kernel is [in, out], torch's Linear weight [out, in]
+        assert sorted((s[::-1] if len(s) == 2 else s) for s in shapes) == jax_shapes
+        assert sum(p.numel() for p in net.parameters()) == cifar_resnet_params((depth - 2) // 6)
+        net.eval()
+        assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for bad in ("nope", "lenet5"):
+        with pytest.raises(SystemExit) as err:
+            module.main(["--smoke", "--models", bad])
+        assert err.value.code == 2
+    out = tmp_path / "sbs.json"
+    assert module.main(["--smoke", "--models", "resnet20", "--isolation", "in-process", "--variants", "jaxdl,torch",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["model"], r["variant"]) for r in report["results"]] == [("resnet20", "jaxdl"), ("resnet20", "torch eager")]
+    assert all(r["images_per_second"] > 0 for r in report["results"])
