@@ -74,14 +74,14 @@ def check_model(name: str) -> str | None:
     return None
 
 
-def torch_cifar_resnet(depth: int, num_classes: int = 10, in_channels: int = 3, stages: int | None = None):
+def torch_cifar_resnet(depth: int, num_classes: int = 10, stages: int | None = None):
     """He et al. 2016 sec. 4.2 CIFAR ResNet-(6n+2) in PyTorch, the network of jaxdl's ``resnet{depth}``.
 
-    A 3x3 conv to 16 channels with BN and ReLU; three stages of ``n = (depth - 2) / 6`` basic blocks
-    (3x3 conv - BN - ReLU - 3x3 conv - BN, added to the shortcut, then ReLU) with 16, 32, 64 channels,
-    the first block of stages 2 and 3 at stride 2; option A shortcuts (every second pixel, zero channels
-    appended after the input's; no parameters); global average pooling and a linear layer. Convs have no
-    bias. ``stages`` overrides ``n`` (the smoke run uses 1).
+    A 3x3 conv from the RGB input to 16 channels with BN and ReLU; three stages of ``n = (depth - 2) / 6``
+    basic blocks (3x3 conv - BN - ReLU - 3x3 conv - BN, added to the shortcut, then ReLU) with 16, 32, 64
+    channels, the first block of stages 2 and 3 at stride 2; option A shortcuts (every second pixel, zero
+    channels appended after the input's; no parameters); global average pooling and a linear layer. Convs
+    have no bias. ``stages`` overrides ``n`` (the smoke run uses 1).
     """
     import torch
     from torch import nn
@@ -104,7 +104,7 @@ def torch_cifar_resnet(depth: int, num_classes: int = 10, in_channels: int = 3, 
                 s = nn.functional.pad(s, (0, 0, 0, 0, 0, self.extra))
             return torch.relu(y + s)
 
-    layers: list = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    layers: list = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
     cin = 16
     for stage, width in enumerate((16, 32, 64)):
         for block in range(n):
@@ -344,7 +344,9 @@ def main(argv=None) -> int:
             cfg[key] = getattr(args, key)
     if args.models:
         cfg["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-        problems = [p for p in map(check_model, cfg["models"]) if p] or ([] if cfg["models"] else ["empty"])
+        if not cfg["models"]:
+            parser.error("--models: no model named; give one or more, e.g. --models resnet18,resnet20")
+        problems = [p for p in map(check_model, cfg["models"]) if p]
         if problems:
             parser.error("--models: " + "; ".join(problems))
     if args.no_compile:

@@ -158,7 +158,7 @@ def test_side_by_side_torch_half_precision_is_autocast_on_every_device():
 def test_side_by_side_torch_cifar_resnet_is_jaxdls_network(tmp_path):
     """The PyTorch twin of the CIFAR ResNets (torchvision has none) has jaxdl's layers: the same parameter
     shapes (convs transposed from OIHW to HWIO) and count, for ResNet-20 and ResNet-56, and a forward pass
-    gives 10 logits; unknown or twin-less models are usage errors (exit 2)."""
+    gives 10 logits; unknown, twin-less or no models are usage errors (exit 2)."""
     torch = pytest.importorskip("torch")
     import json
 
@@ -182,7 +182,7 @@ def test_side_by_side_torch_cifar_resnet_is_jaxdls_network(tmp_path):
         assert sum(p.numel() for p in net.parameters()) == cifar_resnet_params((depth - 2) // 6)
         net.eval()
         assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    for bad in ("nope", "lenet5"):
+    for bad in ("nope", "lenet5", " , "):
         with pytest.raises(SystemExit) as err:
             module.main(["--smoke", "--models", bad])
         assert err.value.code == 2
