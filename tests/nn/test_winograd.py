@@ -23,6 +23,26 @@ def relative(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
+@pytest.mark.parametrize("m, count, extra", [(2, 3, 0), (4, 2, 0), (4, 3, 3)])
+@pytest.mark.parametrize("axis", [1, 2])
+def test_tile_gradient_is_the_transpose_of_tiling(m, count, extra, axis):
+    """The written-out transpose of the tile extraction (overlap-add) equals autodiff's, including rows past
+    the last tile, which get no gradient; too short an input is refused."""
+    from jaxdl.nn import winograd
+
+    rng = np.random.default_rng(m + count + axis)
+    shape = [2, 5, 5, 3]
+    shape[axis] = m * (count + 1) + extra
+    a = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    cot = [jnp.asarray(rng.normal(size=t.shape), jnp.float32) for t in winograd._tiles(a, axis, m, count)]
+    (got,) = jax.vjp(lambda z: winograd._tiles(z, axis, m, count), a)[1](cot)
+    (ref,) = jax.vjp(lambda z: winograd._tiles_fwd_only(z, axis, m, count), a)[1](tuple(cot))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(got).sum()) > 0
+    with pytest.raises(ValueError, match="need"):
+        winograd._tiles(a[(slice(None),) * axis + (slice(0, m * (count + 1) - 1),)], axis, m, count)
+
+
 @pytest.mark.parametrize("conv", [winograd_conv2d, winograd_kernel_grad_conv2d], ids=["winograd", "kernel-grad"])
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("h, w, padding", [
