@@ -12,9 +12,10 @@ Gradients are JAX's own transpose of this program, so they stay in the Winograd 
 kernel gradient is ``dU_k = V_k^T dM_k`` (then ``G^T dU G``), the input gradient ``dV_k = dM_k U_k^T``
 followed by the transposed input transform, all matmuls and additions. One piece of that transpose is
 written out: the tile extraction's (:func:`_untile`, an overlap-add), which autodiff built as a sum of
-zero-padded copies; that made the input gradient of F(4x4) convs 1.5-2x faster. (A custom VJP computing the
-input gradient as a second Winograd conv with the flipped kernel was faster on one layer in
-isolation but slower on the whole ResNet-18 step: 33.9 vs 36.4 img/s, measured interleaved.)
+zero-padded copies; the input gradient of F(4x4) convs alone got 1.2-2x faster in most runs.
+(A custom VJP computing the input gradient as a second Winograd conv with the flipped kernel was
+faster on one layer in isolation but slower on the whole ResNet-18 step: 33.9 vs 36.4 img/s,
+measured interleaved.)
 
 Accuracy: float32 only. The transforms add rounding: F(2x2, 3x3) stays within about 1e-6 of
 ``lax.conv_general_dilated`` relative to the output's magnitude, F(4x4, 3x3) within about 2e-5
@@ -133,7 +134,8 @@ def _untile(gs, axis: int, m: int, count: int, length: int) -> jax.Array:
     Tile t's two overlap rows (u = m, m + 1) land on rows 0 and 1 of tile t + 1, so each of the first two
     row slots is one shifted add and the rest are copies; stacking the ``m`` slots and one reshape lays
     them out. Autodiff's transpose (a zero-padded copy of the input per tile row, all summed) computed
-    the same values 1.2-1.7x slower in the input gradient of F(4x4) convs (docs/performance.md).
+    the same values, but the input gradient of F(4x4) convs alone took 1.2-2x as long in most runs
+    (docs/performance.md, "The tile extraction's transpose").
     """
     nd = gs[0].ndim
 
