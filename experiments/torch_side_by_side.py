@@ -414,7 +414,7 @@ def main(argv=None) -> int:
         keys = [k for k in keys if k.startswith("jaxdl")]
         if not keys:
             parser.error("--variants: only torch variants were chosen and torch is not installed")
-    from jaxdl.train.benchmark import cpu_description, speed_switches
+    from jaxdl.train.benchmark import cpu_description, source_revision, speed_switches
 
     cfg["isolation"] = args.isolation
     cfg["warmup_steps"] = WARMUP_STEPS
@@ -424,7 +424,7 @@ def main(argv=None) -> int:
               "cpu_count": os.cpu_count(), "cpu": cpu_description(),
               "torch_threads": torch.get_num_threads() if torch is not None else None,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "env": speed_switches(),
+              "env": speed_switches(), "jaxdl_revision": source_revision(),
               "results": []}
     for name in cfg["models"]:
         first: dict[str, float] = {}

@@ -101,6 +101,7 @@ def test_side_by_side_in_process_and_variant_choice(tmp_path):
                         "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["config"]["isolation"] == "in-process"
+    assert "jaxdl_revision" in report  # the commit (or None outside a git checkout) the figures came from
     labels = [r["variant"] for r in report["results"]]
     torch_installed = importlib.util.find_spec("torch") is not None
     assert labels == (["jaxdl (stock flax Conv)", "torch eager"] if torch_installed else ["jaxdl (stock flax Conv)"])

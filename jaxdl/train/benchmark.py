@@ -30,7 +30,9 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -43,7 +45,8 @@ from jaxdl.train.losses import get_loss
 from jaxdl.train.state import create_train_state
 from jaxdl.train.steps import predict_step, train_step
 
-__all__ = ["benchmark", "benchmark_one", "cpu_description", "device_peak_flops", "speed_switches", "DTYPES"]
+__all__ = ["benchmark", "benchmark_one", "cpu_description", "device_peak_flops", "source_revision", "speed_switches",
+           "DTYPES"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -244,6 +247,30 @@ def speed_switches() -> dict[str, str]:
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "allocator": allocator_in_use()}
 
 
+def source_revision(root: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the jaxdl checkout that is running, as a benchmark JSON records it, with
+    ``+dirty`` appended when tracked files differ from it; None when jaxdl does not run from the top of
+    a git checkout (an installed wheel, a copy) or git is missing. ``root``: the checkout to read
+    (default: the folder holding the ``jaxdl`` package)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root.resolve():  # e.g. site-packages inside someone's repository
+        return None
+    sha = git("rev-parse", "HEAD")
+    if not sha:
+        return None
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return sha + ("+dirty" if changes else "")
+
+
 def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Sequence[str] = ("float32",),
               remat: Sequence[bool] = (False,), **kw: Any) -> dict[str, Any]:
     """Every combination (``remat``: the settings to measure, e.g. ``(False, True)``); returns
@@ -259,6 +286,7 @@ def benchmark(model_names: Sequence[str], batch_sizes: Sequence[int], dtypes: Se
         "environment": {"jax": jax.__version__, "backend": device.platform, "device_kind": getattr(device, "device_kind", ""),
                         "devices": jax.device_count(), "cpu": platform.processor() or platform.machine(),
                         "cpu_description": cpu_description(), "cpu_count": os.cpu_count(), **speed_switches(),
+                        "jaxdl_revision": source_revision(),
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "results": rows,
     }

@@ -56,6 +56,35 @@ def test_report_records_the_switches_that_change_speed(monkeypatch):
     env = benchmark(["resnet20"], [2], model_options=tiny, compile_only=True)["environment"]
     assert env["winograd"] == "0" and env["glibc_tunables"] == "glibc.malloc.hugetlb=1" and env["fast_conv"] == "1"
     assert "model_name" in env["cpu_description"]
+    assert "jaxdl_revision" in env
+
+
+def test_report_records_the_jaxdl_commit(tmp_path):
+    """Benchmark JSON says which commit produced it (+dirty for uncommitted changes to tracked files), and
+    nothing (None) outside the top of a git checkout, so a number is never tied to the wrong code."""
+    import shutil
+    import subprocess
+
+    from jaxdl.train.benchmark import source_revision
+
+    if shutil.which("git") is None:
+        assert source_revision(tmp_path) is None
+        return
+    repo = tmp_path / "repo"
+    (repo / "jaxdl").mkdir(parents=True)
+    (repo / "jaxdl" / "a.py").write_text("x = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "jaxdl/a.py"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    assert source_revision(repo) == head
+    (repo / "untracked.txt").write_text("ignored\n")  # untracked files do not make it dirty
+    assert source_revision(repo) == head
+    (repo / "jaxdl" / "a.py").write_text("x = 2\n")
+    assert source_revision(repo) == head + "+dirty"
+    assert source_revision(repo / "jaxdl") is None  # not the top of the checkout
+    assert source_revision(tmp_path / "elsewhere") is None
 
 
 def test_cpu_description_reads_generation_and_isa(tmp_path):
